@@ -1,0 +1,19 @@
+"""Keep secrets that callers put in query strings out of the audit trail."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode
+
+MASK = "********"
+_SENSITIVE = re.compile(r"token|key|secret|passw|pwd|auth|signature|session|credential", re.IGNORECASE)
+
+
+def mask_query(query: str) -> str:
+    """The query string with the values of sensitive-looking parameters replaced by ``MASK``."""
+    if not query:
+        return ""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not pairs:
+        return query if not _SENSITIVE.search(query) else MASK
+    return urlencode([(k, MASK if _SENSITIVE.search(k) else v) for k, v in pairs], safe="*")

@@ -1,0 +1,13 @@
+import django_filters
+
+from apps.gateway.models import AccessRule
+
+
+class AccessRuleFilterSet(django_filters.FilterSet):
+    upstream = django_filters.CharFilter(field_name="upstream__name")
+    user = django_filters.CharFilter(field_name="user__username")
+    group = django_filters.CharFilter(field_name="group__name")
+
+    class Meta:
+        model = AccessRule
+        fields = ("upstream", "user", "group", "enabled")

@@ -1,0 +1,96 @@
+"""Typed access to the deployment's configuration.
+
+Values come from the process environment and, on deployed hosts, from the env
+file that Ansible writes (``/etc/auditgate/auditgate.env``).  Real environment
+variables win over the file, so a developer or a test can override one value
+without editing it.  Every helper raises ``ImproperlyConfigured`` on a missing
+or malformed value: a misconfigured deployment must fail at start-up, not on
+the first request that happens to read the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_MISSING = object()
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse ``KEY=value`` lines; blank lines and ``#`` comments are ignored.
+
+    The files are written by our Ansible role, so the format is deliberately
+    minimal: no quoting, no ``export``, no interpolation.
+    """
+    values: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ImproperlyConfigured(f"{path}:{number}: expected KEY=value")
+        values[key.strip()] = value.strip()
+    return values
+
+
+class Env:
+    """A read-only view over the file values with the process environment on top."""
+
+    def __init__(self, files: list[Path], environ: Mapping[str, str] = os.environ):
+        merged: dict[str, str] = {}
+        for path in files:
+            if path.is_file():
+                merged.update(read_env_file(path))
+        merged.update(environ)
+        self._values = merged
+
+    def _raw(self, name: str, default: object) -> str | object:
+        if name in self._values:
+            return self._values[name]
+        if default is _MISSING:
+            raise ImproperlyConfigured(f"Set the {name} environment variable.")
+        return default
+
+    def str(self, name: str, default: str | object = _MISSING) -> str:
+        value = self._raw(name, default)
+        return value if isinstance(value, str) else default  # type: ignore[return-value]
+
+    def secret(self, name: str) -> str:
+        """A secret has no default; ``<NAME>_FILE`` may point at a file holding it."""
+        path = self._values.get(f"{name}_FILE")
+        value = Path(path).read_text(encoding="utf-8").strip() if path else self.str(name)
+        if not value:
+            raise ImproperlyConfigured(f"{name} must not be empty.")
+        return value
+
+    def bool(self, name: str, default: bool | object = _MISSING) -> bool:
+        value = self._raw(name, default)
+        if isinstance(value, bool):
+            return value
+        lowered = str(value).strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ImproperlyConfigured(f"{name} must be a boolean (true/false), not {value!r}.")
+
+    def int(self, name: str, default: int | object = _MISSING) -> int:
+        value = self._raw(name, default)
+        if isinstance(value, int):
+            return value
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}.") from None
+
+    def list(self, name: str, default: list[str] | object = _MISSING) -> list[str]:
+        value = self._raw(name, default)
+        if isinstance(value, list):
+            return value
+        return [item.strip() for item in str(value).split(",") if item.strip()]

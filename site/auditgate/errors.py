@@ -1,0 +1,56 @@
+"""One error shape for the whole API: ``{"code", "detail", "request_id"}``.
+
+``code`` is machine-readable and stable; ``detail`` is for people.  Validation
+errors add ``errors`` with DRF's per-field messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def request_id_of(request: Any) -> str | None:
+    return getattr(request, "request_id", None)
+
+
+def error_body(request: Any, code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"code": code, "detail": detail, "request_id": request_id_of(request), **extra}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # A real bug: let Django answer 500 and log it.
+    request = context.get("request")
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = error_body(request, "invalid", "The request is invalid.", errors=exc.detail)
+    elif isinstance(exc, exceptions.APIException):
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else exc.default_code
+        response.data = error_body(request, str(code), str(exc.detail))
+    return response
+
+
+def json_error(request: HttpRequest, status: int, code: str, detail: str) -> JsonResponse:
+    return JsonResponse(error_body(request, code, detail), status=status)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return json_error(request, 404, "not_found", "No such resource.")
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    return json_error(request, 500, "server_error", "Internal error; it has been logged.")
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return json_error(request, 400, "bad_request", "Bad request.")
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return json_error(request, 403, "permission_denied", "You do not have permission.")

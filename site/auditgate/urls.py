@@ -1,0 +1,31 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from django.views.generic import RedirectView
+from rest_framework.routers import DefaultRouter
+
+from apps.audit.api.views import AuditEventViewSet
+from apps.gateway.api.views import AccessRuleViewSet, UpstreamViewSet
+from apps.gateway.views import gateway
+from auditgate import errors
+from auditgate.views import HealthView, MeView
+
+router = DefaultRouter()
+router.register("upstreams", UpstreamViewSet)
+router.register("rules", AccessRuleViewSet)
+router.register("audit/events", AuditEventViewSet)
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/api/", permanent=False)),
+    # The gateway: /gw/<upstream>/<any path>. re_path so an empty path and any characters pass.
+    re_path(r"^gw/(?P<upstream>[-a-zA-Z0-9_]+)/(?P<path>.*)$", gateway, name="gateway"),
+    path("api/health/", HealthView.as_view(), name="health"),
+    path("api/me/", MeView.as_view(), name="me"),
+    path("api/auth/", include("rest_framework.urls")),
+    path("api/", include(router.urls)),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = errors.bad_request
+handler403 = errors.permission_denied
+handler404 = errors.not_found
+handler500 = errors.server_error

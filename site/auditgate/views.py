@@ -1,0 +1,47 @@
+"""Site-level API views: health and the caller's identity."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import DatabaseError, connection
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+logger = logging.getLogger(__name__)
+
+
+class HealthView(APIView):
+    """Liveness and database reachability, for load balancers and the deploy's smoke check."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Any) -> Response:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except DatabaseError as exc:
+            logger.error("Health check: database unavailable: %s", type(exc).__name__)
+            return Response(
+                {"status": "unavailable", "code": "database_unavailable", "request_id": request.request_id},
+                status=503,
+            )
+        return Response({"status": "ok"})
+
+
+class MeView(APIView):
+    """Who the API thinks you are, and how you authenticated."""
+
+    def get(self, request: Any) -> Response:
+        user = request.user
+        return Response(
+            {
+                "username": user.get_username(),
+                "is_staff": user.is_staff,
+                "groups": sorted(user.groups.values_list("name", flat=True)),
+                "authentication": type(request.successful_authenticator).__name__,
+            }
+        )

@@ -1,0 +1,49 @@
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_health_needs_no_token_and_checks_the_database(client):
+    response = client.get("/api/health/")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+def test_me_says_who_and_how(client_for, make_user):
+    response = client_for(make_user("carol", groups=("auditor",)), scheme="Bearer").get("/api/me/")
+    assert response.json() == {
+        "username": "carol",
+        "is_staff": False,
+        "groups": ["auditor"],
+        "authentication": "APITokenAuthentication",
+    }
+
+
+def test_every_response_carries_a_request_id(client):
+    first, second = client.get("/api/health/"), client.get("/api/health/")
+    assert len(first["X-Request-ID"]) == 32
+    assert first["X-Request-ID"] != second["X-Request-ID"]
+
+
+def test_apaches_unique_id_becomes_the_request_id(client):
+    response = client.get("/api/health/", UNIQUE_ID="ZKx3aH8AAQEAAB1kXvMAAAAA")
+    assert response["X-Request-ID"] == "ZKx3aH8AAQEAAB1kXvMAAAAA"
+
+
+def test_unknown_urls_get_a_json_404(client):
+    response = client.get("/nowhere")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_the_browsable_api_renders_html_for_a_logged_in_user(client, make_user):
+    user = make_user("dave")
+    client.force_login(user)
+    response = client.get("/api/", HTTP_ACCEPT="text/html")
+    assert response.status_code == 200
+    assert b"Api Root" in response.content
+    assert b"/static/rest_framework/css/bootstrap.min.css" in response.content
+
+
+def test_the_root_redirects_to_the_api(client):
+    response = client.get("/")
+    assert (response.status_code, response["Location"]) == (302, "/api/")

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from tests.upstream import Upstream
+
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[Upstream]:
+    with Upstream() as server:
+        yield server
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{next(_names)}"
+
+
+@pytest.fixture
+def make_user(db):
+    from django.contrib.auth.models import Group, User
+
+    def make(username: str | None = None, *, staff: bool = False, groups: tuple[str, ...] = ()) -> User:
+        user = User.objects.create_user(username or unique("user"), password="not-used-pw-123", is_staff=staff)
+        for name in groups:
+            user.groups.add(Group.objects.get_or_create(name=name)[0])
+        return user
+
+    return make
+
+
+@pytest.fixture
+def token_for(db):
+    from rest_framework.authtoken.models import Token
+
+    def token(user) -> str:
+        return Token.objects.get_or_create(user=user)[0].key
+
+    return token
+
+
+@pytest.fixture
+def client_for(token_for):
+    """An API client that authenticates as ``user`` with its token, or anonymously."""
+    from rest_framework.test import APIClient
+
+    def client(user=None, scheme: str = "Token") -> APIClient:
+        api = APIClient()
+        if user is not None:
+            api.credentials(HTTP_AUTHORIZATION=f"{scheme} {token_for(user)}")
+        return api
+
+    return client
+
+
+@pytest.fixture
+def admin_user(make_user):
+    user = make_user("root-admin", staff=True)
+    user.is_superuser = True
+    user.save(update_fields=("is_superuser",))
+    return user
