@@ -21,13 +21,13 @@ class Upstream(models.Model):
     name = models.SlugField(max_length=64, unique=True, help_text="Used in the URL: /gw/<name>/...")
     base_url = models.CharField(max_length=500, validators=[validate_base_url])
     enabled = models.BooleanField(default=True)
-    # Upper bounds stay below mod_wsgi's socket-timeout (60 s, apache/vhost.conf) so the
+    # connect + read stay below mod_wsgi's socket-timeout (45 s, apache/vhost.conf) so the
     # gateway always answers with its own 504 before Apache gives up on the daemon.
     connect_timeout = models.FloatField(
-        default=5.0, validators=[MinValueValidator(0.1), MaxValueValidator(30.0)], help_text="Seconds."
+        default=5.0, validators=[MinValueValidator(0.1), MaxValueValidator(5.0)], help_text="Seconds."
     )
     read_timeout = models.FloatField(
-        default=30.0, validators=[MinValueValidator(0.1), MaxValueValidator(50.0)], help_text="Seconds."
+        default=30.0, validators=[MinValueValidator(0.1), MaxValueValidator(38.0)], help_text="Seconds."
     )
     description = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

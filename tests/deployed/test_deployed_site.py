@@ -1,0 +1,132 @@
+"""The deployed system, over HTTPS, as a user and an integrating system see it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.deployed.conftest import ACCESS_LOG, BASE_URL, apache_defines
+
+pytestmark = pytest.mark.deployed
+
+
+def test_http_redirects_to_https():
+    response = requests.get(BASE_URL.replace("https://", "http://") + "/api/me/", allow_redirects=False, timeout=10)
+    assert response.status_code == 301
+    assert response.headers["Location"] == f"{BASE_URL}/api/me/"
+
+
+def test_the_api_needs_a_token_and_apache_passes_it_through(http, admin_token):
+    anonymous = http.get(f"{BASE_URL}/api/me/", timeout=10)
+    assert (anonymous.status_code, anonymous.json()["code"]) == (401, "not_authenticated")
+    # A 200 here proves WSGIPassAuthorization: without it Apache drops the header.
+    me = http.get(f"{BASE_URL}/api/me/", headers={"Authorization": f"Token {admin_token}"}, timeout=10)
+    assert me.status_code == 200
+    assert me.json()["username"] == "admin"
+
+
+def test_https_responses_carry_hsts_and_no_server_version(http):
+    response = http.get(f"{BASE_URL}/api/health/", timeout=10)
+    assert response.json() == {"status": "ok"}
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert response.headers["Server"] == "Apache"
+
+
+def test_the_browsable_api_is_html_and_its_css_is_served(admin):
+    page = admin.get(f"{BASE_URL}/api/", headers={"Accept": "text/html"}, timeout=10)
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    stylesheets = re.findall(r'href="(/static/[^"]+\.css)"', page.text)
+    assert stylesheets, "the page links no stylesheet"
+    for path in stylesheets:
+        css = admin.get(f"{BASE_URL}{path}", timeout=10)
+        assert css.status_code == 200, path
+        assert css.headers["Content-Type"].startswith("text/css")
+
+
+def test_the_login_page_for_the_browsable_api_is_served(http):
+    response = http.get(f"{BASE_URL}/api/auth/login/", timeout=10)
+    assert response.status_code == 200
+    assert "csrfmiddlewaretoken" in response.text
+    assert "secure" in response.headers["Set-Cookie"].lower()
+
+
+def _daemons(group: str) -> list[tuple[int, str]]:
+    """(pid, user) of the mod_wsgi daemon processes of ``group``."""
+    output = subprocess.run(["ps", "-eo", "pid=,user=,args="], capture_output=True, text=True, check=True).stdout
+    return [
+        (int(pid), user)
+        for pid, user, args in (line.split(None, 2) for line in output.splitlines())
+        if args.strip() == f"(wsgi:{group})"
+    ]
+
+
+@pytest.mark.parametrize(("group", "name"), [("auditgate-gw", "GW"), ("auditgate-api", "API")])
+def test_the_daemon_groups_run_the_configured_processes_and_threads(group, name):
+    defines = apache_defines()
+    processes, threads = int(defines[f"AUDITGATE_{name}_PROCESSES"]), int(defines[f"AUDITGATE_{name}_THREADS"])
+    daemons = _daemons(group)
+    assert len(daemons) == processes
+    assert {user for _, user in daemons} == {defines["AUDITGATE_USER"]}
+    for pid, _ in daemons:
+        status = Path(f"/proc/{pid}/status").read_text()
+        thread_count = int(re.search(r"^Threads:\s+(\d+)", status, re.MULTILINE).group(1))
+        # The request threads plus mod_wsgi's few housekeeping threads (monitor, deadlock, reaper).
+        assert threads < thread_count <= threads + 6, (pid, thread_count)
+
+
+def test_a_proxied_request_succeeds_and_is_audited_once(admin, registered_upstream):
+    response = admin.get(f"{BASE_URL}/gw/{registered_upstream}/allowed/report?year=2024", timeout=10)
+    assert response.status_code == 200
+    echoed = response.json()
+    assert (echoed["path"], echoed["query"]) == ("/allowed/report", "year=2024")
+    assert "authorization" not in echoed["headers"]
+    request_id = response.headers["X-Request-ID"]
+    assert echoed["headers"]["x-request-id"] == request_id
+
+    events = admin.get(f"{BASE_URL}/api/audit/events/", params={"request_id": request_id}, timeout=10).json()
+    assert len(events["results"]) == 1
+    event = events["results"][0]
+    assert event["actor_username"] == "admin"
+    assert (event["upstream_name"], event["method"], event["path"]) == (registered_upstream, "GET", "/allowed/report")
+    assert (event["decision"], event["reason"], event["status"], event["upstream_status"]) == (
+        "allow",
+        "allowed",
+        200,
+        200,
+    )
+    assert event["source_ip"] == "127.0.0.1"
+    assert event["response_bytes"] == len(response.content)
+    assert event["error"] == ""
+
+
+def test_a_denied_request_gets_its_reason_and_is_audited_once(admin, registered_upstream):
+    response = admin.get(f"{BASE_URL}/gw/{registered_upstream}/secret", timeout=10)
+    assert response.status_code == 403
+    body = response.json()
+    assert body["code"] == "no_matching_rule"
+    assert body["request_id"] == response.headers["X-Request-ID"]
+
+    events = admin.get(f"{BASE_URL}/api/audit/events/", params={"request_id": body["request_id"]}, timeout=10)
+    (event,) = events.json()["results"]
+    assert (event["decision"], event["reason"], event["status"]) == ("deny", "no_matching_rule", 403)
+    assert event["path"] == "/secret"
+
+
+def test_apaches_access_log_and_the_audit_trail_share_the_request_id(admin, registered_upstream):
+    response = admin.get(f"{BASE_URL}/gw/{registered_upstream}/allowed/joined", timeout=10)
+    request_id = response.headers["X-Request-ID"]
+    log_lines = [line for line in ACCESS_LOG.read_text().splitlines() if line.endswith(" " + request_id)]
+    assert len(log_lines) == 1
+    assert f"/gw/{registered_upstream}/allowed/joined" in log_lines[0]
+
+
+def test_a_request_over_the_body_limit_is_refused_by_apache(admin, registered_upstream):
+    limit = int(apache_defines()["AUDITGATE_LIMIT_REQUEST_BODY"])
+    response = admin.post(f"{BASE_URL}/gw/{registered_upstream}/allowed/x", data=b"x" * (limit + 1), timeout=30)
+    assert response.status_code == 413
+

@@ -1,0 +1,45 @@
+"""The deployment itself: a second playbook run changes nothing."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.deployed
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_second_playbook_run_reports_no_changes():
+    # make test ran the playbook just before the suite; this is at least the second run.
+    result = subprocess.run(
+        [str(REPO / ".venv-tools/bin/ansible-playbook"), "-i", "ansible/inventories/local", "ansible/site.yml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    recap = re.findall(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", result.stdout, re.M)
+    assert recap, result.stdout[-3000:]
+    assert all(changed == "0" and failed == "0" for _, _, changed, _, failed in recap), result.stdout[-5000:]
+
+
+def test_the_multi_host_example_inventory_is_valid():
+    result = subprocess.run(
+        [
+            str(REPO / ".venv-tools/bin/ansible-playbook"),
+            "--syntax-check",
+            "-i",
+            "ansible/inventories/example-multi",
+            "ansible/site.yml",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
