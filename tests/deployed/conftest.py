@@ -34,20 +34,29 @@ def admin_token() -> str:
     return ADMIN_TOKEN_FILE.read_text().strip()
 
 
+def https_session() -> requests.Session:
+    """An HTTPS session that verifies the deployment's own certificate.
+
+    ``trust_env`` is off: otherwise REQUESTS_CA_BUNDLE in the environment silently
+    replaces ``verify``, and proxy variables could route loopback traffic elsewhere.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = CA_FILE
+    return session
+
+
 @pytest.fixture(scope="session")
 def http() -> Iterator[requests.Session]:
-    """An HTTPS session that verifies the deployment's own certificate."""
-    with requests.Session() as session:
-        session.verify = CA_FILE
+    with https_session() as session:
         yield session
 
 
 @pytest.fixture(scope="session")
-def admin(http, admin_token) -> requests.Session:
-    session = requests.Session()
-    session.verify = CA_FILE
-    session.headers["Authorization"] = f"Token {admin_token}"
-    return session
+def admin(admin_token) -> Iterator[requests.Session]:
+    with https_session() as session:
+        session.headers["Authorization"] = f"Token {admin_token}"
+        yield session
 
 
 @pytest.fixture

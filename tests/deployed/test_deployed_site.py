@@ -56,12 +56,12 @@ def test_the_login_page_for_the_browsable_api_is_served(http):
 
 
 def _daemons(group: str) -> list[tuple[int, str]]:
-    """(pid, user) of the mod_wsgi daemon processes of ``group``."""
-    output = subprocess.run(["ps", "-eo", "pid=,user=,args="], capture_output=True, text=True, check=True).stdout
+    """(pid, user) of the mod_wsgi daemon processes of ``group``, by their display-name."""
+    output = subprocess.run(["ps", "-eo", "pid=,user:32=,args="], capture_output=True, text=True, check=True).stdout
     return [
         (int(pid), user)
         for pid, user, args in (line.split(None, 2) for line in output.splitlines())
-        if args.strip() == f"(wsgi:{group})"
+        if args.split()[0] == f"({group})"
     ]
 
 
@@ -129,4 +129,3 @@ def test_a_request_over_the_body_limit_is_refused_by_apache(admin, registered_up
     limit = int(apache_defines()["AUDITGATE_LIMIT_REQUEST_BODY"])
     response = admin.post(f"{BASE_URL}/gw/{registered_upstream}/allowed/x", data=b"x" * (limit + 1), timeout=30)
     assert response.status_code == 413
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -11,6 +12,11 @@ import pytest
 pytestmark = pytest.mark.deployed
 
 REPO = Path(__file__).resolve().parents[2]
+# Without the test suite's own AUDITGATE_* settings (its database user must not leak into the deploy).
+ANSIBLE_ENV = {
+    **{name: value for name, value in os.environ.items() if not name.startswith("AUDITGATE_")},
+    "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"),
+}
 
 
 def test_a_second_playbook_run_reports_no_changes():
@@ -18,6 +24,7 @@ def test_a_second_playbook_run_reports_no_changes():
     result = subprocess.run(
         [str(REPO / ".venv-tools/bin/ansible-playbook"), "-i", "ansible/inventories/local", "ansible/site.yml"],
         cwd=REPO,
+        env=ANSIBLE_ENV,
         capture_output=True,
         text=True,
         timeout=900,
@@ -38,6 +45,7 @@ def test_the_multi_host_example_inventory_is_valid():
             "ansible/site.yml",
         ],
         cwd=REPO,
+        env=ANSIBLE_ENV,
         capture_output=True,
         text=True,
         timeout=300,

@@ -1,0 +1,80 @@
+# auditgate: deploy, test and develop. `make` alone lists the targets.
+#
+# Every virtualenv is built by Debian's /usr/bin/python3, never by the python3 first on
+# PATH: mod_wsgi links the system libpython, and the venvs must match it.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+SYSTEM_PYTHON := /usr/bin/python3
+# Controller tools (Ansible), rebuilt only when ansible/requirements.txt changes.
+TOOLS := .venv-tools
+# Development and test virtualenv (requirements-dev.txt includes requirements.txt).
+VENV := .venv
+
+INVENTORY ?= ansible/inventories/local
+ANSIBLE_ARGS ?=
+PYTEST_ARGS ?=
+
+# `make dev`: mod_wsgi-express on http://localhost:$(DEV_PORT)/ with the development settings.
+DEV_PORT ?= 8000
+# Env file(s) for `make dev` (colon-separated); empty means only AUDITGATE_DEV defaults.
+DEV_ENV_FILE ?=
+# mod_wsgi-express refuses to run its workers as root.
+DEV_USER ?= www-data
+
+# Exported, so that every ansible-playbook (also those the test suite starts) reads it.
+export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
+
+.PHONY: help deploy tools venv test lint dev
+
+help: ## List the targets.
+	@echo "Targets:"
+	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@echo "Variables: INVENTORY=$(INVENTORY) ANSIBLE_ARGS='$(ANSIBLE_ARGS)' PYTEST_ARGS='$(PYTEST_ARGS)' DEV_PORT=$(DEV_PORT)"
+
+tools: $(TOOLS)/.stamp ## Install Ansible into .venv-tools.
+
+$(TOOLS)/.stamp: ansible/requirements.txt
+	@if ! dpkg-query -W -f='$${Status}' python3-venv 2>/dev/null | grep -q 'ok installed'; then \
+		echo "Installing python3-venv"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; \
+	fi
+	test -x $(TOOLS)/bin/python || $(SYSTEM_PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q -r ansible/requirements.txt
+	touch $@
+
+deploy: tools ## Provision this host (run as root): MariaDB, Apache + mod_wsgi, the app.
+	$(TOOLS)/bin/ansible-playbook -i $(INVENTORY) ansible/site.yml $(ANSIBLE_ARGS)
+
+venv: $(VENV)/.stamp ## Create the dev/test virtualenv .venv (needs apache2-dev: run deploy first).
+
+$(VENV)/.stamp: requirements.txt requirements-dev.txt
+	test -x $(VENV)/bin/python || $(SYSTEM_PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+test: deploy ## Deploy, then run the test suite (PYTEST_ARGS=... to pass options).
+	$(MAKE) --no-print-directory venv
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: venv tools ## ruff check + format check, and the playbook syntax for both inventories.
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(TOOLS)/bin/ansible-playbook --syntax-check -i ansible/inventories/local ansible/site.yml
+	$(TOOLS)/bin/ansible-playbook --syntax-check -i ansible/inventories/example-multi ansible/site.yml
+
+dev: venv ## Serve the working tree with mod_wsgi-express on DEV_PORT (never runserver).
+	AUDITGATE_DEV=true AUDITGATE_ENV_FILE='$(DEV_ENV_FILE)' \
+		$(VENV)/bin/python site/manage.py collectstatic --noinput -v 0
+	AUDITGATE_DEV=true AUDITGATE_ENV_FILE='$(DEV_ENV_FILE)' \
+		$(VENV)/bin/mod_wsgi-express start-server site/auditgate/wsgi.py \
+		--port $(DEV_PORT) --processes 2 --threads 4 \
+		--url-alias /static $(CURDIR)/.build/static \
+		--working-directory site --python-path $(CURDIR) --python-path $(CURDIR)/site \
+		--server-root $(CURDIR)/.build/mod_wsgi-express \
+		--locale C.UTF-8 --log-to-terminal \
+		$(if $(filter 0,$(shell id -u)),--user $(DEV_USER) --group $(DEV_USER))
