@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -51,3 +52,30 @@ def test_the_multi_host_example_inventory_is_valid():
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_multi_host_example_grants_the_database_to_each_web_host():
+    # debug runs on the controller: the example's hosts are never contacted.
+    result = subprocess.run(
+        [
+            str(REPO / ".venv-tools/bin/ansible"),
+            "db1",
+            "-i",
+            "ansible/inventories/example-multi",
+            "-m",
+            "ansible.builtin.debug",
+            "-a",
+            "var=database_app_hosts",
+        ],
+        cwd=REPO,
+        env=ANSIBLE_ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout.split("=>", 1)[1])["database_app_hosts"] == [
+        "192.0.2.11",
+        "192.0.2.12",
+        "192.0.2.13",
+    ]
