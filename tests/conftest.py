@@ -63,3 +63,28 @@ def admin_user(make_user):
     user.is_superuser = True
     user.save(update_fields=("is_superuser",))
     return user
+
+
+@pytest.fixture
+def make_event(db):
+    """Write an audit event with plausible defaults; keyword arguments override them."""
+    from django.utils import timezone
+
+    from apps.audit.models import AuditEvent
+
+    def make(**fields) -> AuditEvent:
+        values = {
+            "occurred_at": timezone.now(),
+            "duration_ms": 1.0,
+            "request_id": "r1",
+            "method": "GET",
+            "path": "/",
+            "decision": "allow",
+            "reason": "allowed",
+            "status": 200,
+            "actor_username": "alice",
+            "upstream_name": "crm",
+        }
+        return AuditEvent.objects.create(**{**values, **fields})
+
+    return make

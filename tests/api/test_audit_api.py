@@ -8,28 +8,12 @@ from apps.audit.models import AuditEvent
 pytestmark = pytest.mark.django_db
 
 
-def make_event(**fields) -> AuditEvent:
-    values = {
-        "occurred_at": timezone.now(),
-        "duration_ms": 1.0,
-        "request_id": "r",
-        "method": "GET",
-        "path": "/",
-        "decision": "allow",
-        "reason": "allowed",
-        "status": 200,
-        "actor_username": "alice",
-        "upstream_name": "crm",
-    }
-    return AuditEvent.objects.create(**{**values, **fields})
-
-
 @pytest.fixture
 def auditor(client_for, make_user):
     return client_for(make_user(groups=("auditor",)))
 
 
-def test_events_are_listed_newest_first_with_cursor_pages(auditor):
+def test_events_are_listed_newest_first_with_cursor_pages(auditor, make_event):
     events = [make_event(request_id=f"r{i}") for i in range(5)]
     first = auditor.get("/api/audit/events/?page_size=2").json()
     assert [e["id"] for e in first["results"]] == [events[4].id, events[3].id]
@@ -48,7 +32,7 @@ def test_events_are_listed_newest_first_with_cursor_pages(auditor):
         ("request_id=denied", {"denied"}),
     ],
 )
-def test_events_can_be_filtered(auditor, query, expected):
+def test_events_can_be_filtered(auditor, query, expected, make_event):
     make_event(request_id="bob", actor_username="bob")
     make_event(request_id="hr-call", upstream_name="hr")
     make_event(request_id="denied", decision="deny", reason="no_matching_rule", status=403)
@@ -57,7 +41,7 @@ def test_events_can_be_filtered(auditor, query, expected):
     assert {e["request_id"] for e in results} == expected
 
 
-def test_events_can_be_filtered_by_time_range(auditor):
+def test_events_can_be_filtered_by_time_range(auditor, make_event):
     now = timezone.now()
     make_event(request_id="old", occurred_at=now - timedelta(days=2))
     make_event(request_id="new", occurred_at=now)
@@ -75,7 +59,7 @@ def test_an_invalid_filter_value_is_a_400_not_a_500(auditor):
 
 
 @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
-def test_nobody_can_change_events_through_the_api(client_for, admin_user, method):
+def test_nobody_can_change_events_through_the_api(client_for, admin_user, method, make_event):
     event = make_event()
     url = "/api/audit/events/" if method == "post" else f"/api/audit/events/{event.id}/"
     response = getattr(client_for(admin_user), method)(url, {"status": 500}, format="json")
@@ -84,6 +68,6 @@ def test_nobody_can_change_events_through_the_api(client_for, admin_user, method
     assert AuditEvent.objects.get().status == 200
 
 
-def test_an_event_has_a_detail_view(auditor):
+def test_an_event_has_a_detail_view(auditor, make_event):
     event = make_event(request_id="abc")
     assert auditor.get(f"/api/audit/events/{event.id}/").json()["request_id"] == "abc"

@@ -1,27 +1,12 @@
 import pytest
-from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 
 
-def make_event(**fields) -> AuditEvent:
-    values = {
-        "occurred_at": timezone.now(),
-        "duration_ms": 1.0,
-        "request_id": "r1",
-        "method": "GET",
-        "path": "/",
-        "decision": "deny",
-        "reason": "no_matching_rule",
-        "status": 403,
-    }
-    return AuditEvent.objects.create(**{**values, **fields})
-
-
-def test_events_cannot_be_changed_once_written():
-    event = make_event()
+def test_events_cannot_be_changed_once_written(make_event):
+    event = make_event(status=403)
     event.status = 200
     with pytest.raises(TypeError, match="append-only"):
         event.save()
@@ -30,8 +15,8 @@ def test_events_cannot_be_changed_once_written():
     assert AuditEvent.objects.get(pk=event.pk).status == 403
 
 
-def test_querysets_refuse_bulk_updates_and_deletes():
-    make_event()
+def test_querysets_refuse_bulk_updates_and_deletes(make_event):
+    make_event(status=403)
     with pytest.raises(TypeError):
         AuditEvent.objects.update(status=200)
     with pytest.raises(TypeError):
@@ -39,7 +24,7 @@ def test_querysets_refuse_bulk_updates_and_deletes():
     assert AuditEvent.objects.filter(status=403).count() == 1
 
 
-def test_events_survive_the_deletion_of_their_actor(make_user):
+def test_events_survive_the_deletion_of_their_actor(make_user, make_event):
     alice = make_user("alice")
     event = make_event(actor=alice, actor_username="alice")
     alice.delete()
