@@ -20,10 +20,14 @@ PYTEST_ARGS ?=
 
 # `make dev`: mod_wsgi-express on http://localhost:$(DEV_PORT)/ with the development settings.
 DEV_PORT ?= 8000
-# Env file(s) for `make dev` (colon-separated); empty means only AUDITGATE_DEV defaults.
-DEV_ENV_FILE ?=
-# mod_wsgi-express refuses to run its workers as root.
-DEV_USER ?= www-data
+# Env file(s) for `make dev` (colon-separated). After `make deploy` the deployed settings
+# (its MariaDB database and credentials); otherwise only the AUDITGATE_DEV defaults.
+DEV_ENV_FILE ?= $(wildcard /etc/auditgate/auditgate.env)
+# mod_wsgi-express refuses to run its workers as root; the app's account can read the env file.
+DEV_USER ?= $(if $(DEV_ENV_FILE),auditgate,www-data)
+# Development overrides of the deployed settings: plain http, static files from the working tree.
+DEV_SETTINGS = AUDITGATE_DEV=true AUDITGATE_ENV_FILE='$(DEV_ENV_FILE)' AUDITGATE_HTTPS=false \
+	AUDITGATE_STATIC_ROOT=$(CURDIR)/.build/static
 
 # Exported, so that every ansible-playbook (also those the test suite starts) reads it.
 export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
@@ -68,10 +72,8 @@ lint: venv tools ## ruff check + format check, and the playbook syntax for both 
 	$(TOOLS)/bin/ansible-playbook --syntax-check -i ansible/inventories/example-multi ansible/site.yml
 
 dev: venv ## Serve the working tree with mod_wsgi-express on DEV_PORT (never runserver).
-	AUDITGATE_DEV=true AUDITGATE_ENV_FILE='$(DEV_ENV_FILE)' \
-		$(VENV)/bin/python site/manage.py collectstatic --noinput -v 0
-	AUDITGATE_DEV=true AUDITGATE_ENV_FILE='$(DEV_ENV_FILE)' \
-		$(VENV)/bin/mod_wsgi-express start-server site/auditgate/wsgi.py \
+	$(DEV_SETTINGS) $(VENV)/bin/python site/manage.py collectstatic --noinput -v 0
+	$(DEV_SETTINGS) $(VENV)/bin/mod_wsgi-express start-server site/auditgate/wsgi.py \
 		--port $(DEV_PORT) --processes 2 --threads 4 \
 		--url-alias /static $(CURDIR)/.build/static \
 		--working-directory site --python-path $(CURDIR) --python-path $(CURDIR)/site \
