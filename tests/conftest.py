@@ -2,12 +2,24 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 
 from tests.upstream import Upstream
 
 _names = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    """Each test starts with empty per-process caches (upstreams, rules, tokens)."""
+    from apps.gateway.authentication import token_cache
+    from apps.gateway.cache import clear_all
+
+    clear_all()
+    token_cache.clear()
+    yield
 
 
 @pytest.fixture(scope="session")
@@ -35,10 +47,23 @@ def make_user(db):
 
 @pytest.fixture
 def token_for(db):
-    from rest_framework.authtoken.models import Token
+    """A working API token for ``user`` (all upstreams and the management API), one per user."""
+    from django.utils import timezone
 
-    def token(user) -> str:
-        return Token.objects.get_or_create(user=user)[0].key
+    from apps.gateway.tokens import create_token
+
+    issued: dict[int, str] = {}
+
+    def token(user, **scopes) -> str:
+        if user.pk not in issued or scopes:
+            options = {"all_upstreams": True, "management_api": True, **scopes}
+            _, plaintext = create_token(
+                user=user, label="test", expires_at=timezone.now() + timedelta(days=30), **options
+            )
+            if scopes:
+                return plaintext
+            issued[user.pk] = plaintext
+        return issued[user.pk]
 
     return token
 

@@ -6,11 +6,19 @@ Paths with a behaviour:
 - ``/bytes/<n>`` answers ``n`` bytes;
 - ``/slow?seconds=<s>`` waits before answering;
 - ``/status/<code>`` answers that status;
+- ``/redirect-absolute`` answers 302 to an absolute URL on this server;
+- ``/chunked/<n>`` answers ``n`` bytes chunked, without a Content-Length;
+- ``/gzip`` answers a gzip-encoded body (``Content-Encoding: gzip``);
+- ``/hop-headers`` answers with hop-by-hop headers that a proxy must drop;
 - anything else answers JSON describing the request.
+
+Every request's method and path are appended to ``server.seen``, so a test can
+prove that something did *not* reach the upstream.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import socket
@@ -37,9 +45,22 @@ class EchoHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def handle_any(self) -> None:
+        self.server.seen.append((self.command, self.path))
+        self.large_body: tuple[int, str] | None = None  # One handler serves a whole keep-alive connection.
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self._read_body(length)
         url = urlsplit(self.path)
+        if url.path == "/redirect-absolute":
+            port = self.server.server_address[1]
+            return self._send(302, b"", [("Location", f"http://127.0.0.1:{port}/elsewhere?x=1")])
+        if url.path.startswith("/chunked/"):
+            return self._send_chunked(int(url.path.rsplit("/", 1)[1]))
+        if url.path == "/gzip":
+            return self._send(200, GZIPPED, [("Content-Encoding", "gzip"), ("Content-Type", "text/plain")])
+        if url.path == "/hop-headers":
+            hop = [("Connection", "X-Private-Hop"), ("X-Private-Hop", "1"), ("Keep-Alive", "timeout=5"),
+                   ("Proxy-Authenticate", "Basic"), ("Trailer", "X-T"), ("Upgrade", "h2c")]  # fmt: skip
+            return self._send(200, b"ok", [*hop, ("X-Kept", "yes")])
         if url.path == "/redirect":
             return self._send(302, b"", [("Location", "/elsewhere")])
         if url.path == "/cookies":
@@ -56,18 +77,47 @@ class EchoHandler(BaseHTTPRequestHandler):
             "path": url.path,
             "query": url.query,
             "headers": {k.lower(): v for k, v in self.headers.items()},
-            "body_length": len(body),
-            "body_sha256": hashlib.sha256(body).hexdigest(),
+            "body_length": self.large_body[0] if self.large_body else len(body),
+            "body_sha256": self.large_body[1] if self.large_body else hashlib.sha256(body).hexdigest(),
         }
         self._send(200, json.dumps(echo).encode(), [("Content-Type", "application/json"), ("X-Upstream", "echo")])
 
+    def _read_body(self, length: int) -> bytes:
+        """Read the body in blocks; bodies over 1 MiB are hashed and counted, not kept."""
+        if length <= 1024 * 1024:
+            return self.rfile.read(length) if length else b""
+        digest, remaining = hashlib.sha256(), length
+        while remaining:
+            block = self.rfile.read(min(remaining, 1024 * 1024))
+            if not block:
+                break
+            digest.update(block)
+            remaining -= len(block)
+        self.large_body = (length - remaining, digest.hexdigest())
+        return b""
+
+    def _send_chunked(self, size: int) -> None:
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        sent = 0
+        while sent < size:
+            block = b"z" * min(65536, size - sent)
+            self.wfile.write(f"{len(block):x}\r\n".encode() + block + b"\r\n")
+            sent += len(block)
+        self.wfile.write(b"0\r\n\r\n")
+
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = handle_any
+
+
+GZIPPED = gzip.compress(b"compressed body " * 100, mtime=0)
 
 
 class Upstream:
     def __init__(self) -> None:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
         self.server.daemon_threads = True
+        self.server.seen = []
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -86,3 +136,53 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+class ResettingServer:
+    """Accepts connections and closes them at once (an upstream that resets)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.recv(1024)
+            conn.close()
+
+    def __enter__(self) -> ResettingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+class FullBacklogServer:
+    """A listening socket that never accepts, its backlog filled: new connects time out."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self._fillers: list[socket.socket] = []
+
+    def __enter__(self) -> FullBacklogServer:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(self.sock.getsockname())
+            self._fillers.append(filler)
+        time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for filler in self._fillers:
+            filler.close()
+        self.sock.close()

@@ -4,6 +4,7 @@ from apps.audit.models import AuditEvent, Decision
 
 
 class AuditEventFilterSet(django_filters.FilterSet):
+    event_type = django_filters.CharFilter(help_text="e.g. gateway.request, token.created (apps/audit/events.py).")
     actor = django_filters.CharFilter(field_name="actor_username", help_text="Username at the time of the event.")
     upstream = django_filters.CharFilter(field_name="upstream_name")
     decision = django_filters.ChoiceFilter(choices=Decision.choices)
@@ -16,4 +17,4 @@ class AuditEventFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = AuditEvent
-        fields = ("actor", "upstream", "decision", "status", "reason", "method", "request_id")
+        fields = ("event_type", "actor", "upstream", "decision", "status", "reason", "method", "request_id")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 MASK = "********"
@@ -17,3 +18,16 @@ def mask_query(query: str) -> str:
     if not pairs:
         return query if not _SENSITIVE.search(query) else MASK
     return urlencode([(k, MASK if _SENSITIVE.search(k) else v) for k, v in pairs], safe="*")
+
+
+_SECRET_FIELDS = re.compile(r"secret|password|token_hash|credential_value|pepper|key$", re.IGNORECASE)
+
+
+def mask_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """``{field: [before, after]}`` with the values of secret fields replaced by ``MASK``."""
+    return {
+        field: [MASK if value not in (None, "") else value for value in values]
+        if _SECRET_FIELDS.search(field)
+        else values
+        for field, values in changes.items()
+    }

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from apps.audit.events import GATEWAY_DENIED, GATEWAY_REQUEST
 from apps.audit.masking import mask_query
 from apps.audit.models import AuditEvent, Decision
 
@@ -31,6 +32,7 @@ class GatewayAttempt:
     started: float = field(default_factory=time.monotonic)
     actor_id: int | None = None
     actor_username: str = ""
+    token_key_id: str = ""
     upstream_id: int | None = None
     upstream_name: str = ""
     decision: str = Decision.DENY
@@ -39,6 +41,7 @@ class GatewayAttempt:
     status: int = 0
     upstream_status: int | None = None
     error: str = ""
+    injected_credential: str = ""
     request_bytes: int = 0
     response_bytes: int = 0
     recorded: bool = False
@@ -54,4 +57,5 @@ class GatewayAttempt:
         fields["query"] = mask_query(fields["query"])[:_MAX_TEXT]
         fields["user_agent"] = fields["user_agent"][:255]
         fields["duration_ms"] = round((time.monotonic() - self.started) * 1000, 3)
-        return AuditEvent.objects.create(**fields)
+        event_type = GATEWAY_REQUEST if self.decision == Decision.ALLOW else GATEWAY_DENIED
+        return AuditEvent.objects.create(event_type=event_type, **fields)

@@ -1,19 +1,68 @@
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 
+from apps.audit import events
+from apps.gateway import actions, admin_tokens  # noqa: F401 (registers the token admin)
 from apps.gateway.models import AccessRule, Upstream
 
 
+class AuditedAdmin(admin.ModelAdmin):
+    """Admin changes go through apps.gateway.actions, like API changes: one audit event each."""
+
+    event_types: dict[str, str]
+
+    def save_model(self, request: Any, obj: Any, form: Any, change: bool) -> None:
+        before = actions.snapshot(type(obj).objects.get(pk=obj.pk)) if change else {}
+        kind = "updated" if change else "created"
+        actions.save(obj, event_type=self.event_types[kind], request=request, before=before)
+
+    def delete_model(self, request: Any, obj: Any) -> None:
+        actions.delete(obj, event_type=self.event_types["deleted"], request=request)
+
+    def delete_queryset(self, request: Any, queryset: Any) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+class UpstreamForm(forms.ModelForm):
+    # Write-only: the form never shows the stored secret; leaving it empty keeps it.
+    credential_value = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
+    identity_key = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
+
+    class Meta:
+        model = Upstream
+        fields = (
+            "name", "base_url", "enabled", "internal", "description", "connect_timeout", "read_timeout",
+            "max_request_bytes", "max_response_bytes", "allowed_methods", "preserve_host", "forward_cookies",
+            "credential_header", "credential_value", "identity_key",
+        )  # fmt: skip
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        for secret in ("credential_value", "identity_key"):
+            if not cleaned.get(secret) and self.instance.pk:
+                cleaned[secret] = getattr(self.instance, secret)
+        return cleaned
+
+
 @admin.register(Upstream)
-class UpstreamAdmin(admin.ModelAdmin):
-    list_display = ("name", "base_url", "enabled", "connect_timeout", "read_timeout", "updated_at")
-    list_filter = ("enabled",)
+class UpstreamAdmin(AuditedAdmin):
+    form = UpstreamForm
+    list_display = ("name", "base_url", "enabled", "internal", "connect_timeout", "read_timeout", "updated_at")
+    list_filter = ("enabled", "internal")
     search_fields = ("name", "base_url")
+    event_types = {"created": events.UPSTREAM_CREATED, "updated": events.UPSTREAM_UPDATED,
+                   "deleted": events.UPSTREAM_DELETED}  # fmt: skip
 
 
 @admin.register(AccessRule)
-class AccessRuleAdmin(admin.ModelAdmin):
-    list_display = ("id", "upstream", "user", "group", "methods", "path_prefix", "enabled")
-    list_filter = ("enabled", "upstream")
+class AccessRuleAdmin(AuditedAdmin):
+    list_display = ("id", "upstream", "subject", "user", "group", "effect", "priority", "methods", "path_pattern",
+                    "enabled")  # fmt: skip
+    list_filter = ("enabled", "effect", "subject", "upstream")
     list_select_related = ("upstream", "user", "group")
     autocomplete_fields = ("user", "group")
     raw_id_fields = ("upstream",)
+    event_types = {"created": events.RULE_CREATED, "updated": events.RULE_UPDATED, "deleted": events.RULE_DELETED}

@@ -10,4 +10,4 @@ class AccessRuleFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = AccessRule
-        fields = ("upstream", "user", "group", "enabled")
+        fields = ("upstream", "user", "group", "subject", "effect", "enabled")

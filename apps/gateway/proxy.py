@@ -1,28 +1,35 @@
-"""Forwarding a request to an upstream and relaying its answer, streamed.
+"""Forwarding a request to an upstream and relaying its answer, streamed both ways.
 
-One module-level urllib3 pool per daemon process: connections to upstreams are
-reused across requests and threads (urllib3's pools are thread-safe), redirects
-are never followed (the client sees the upstream's 3xx), nothing is retried
-(a retried POST could run twice), and every call has connect and read timeouts.
+Redirects are never followed (the client sees the upstream's 3xx, its Location
+rewritten to the gateway), nothing is retried (a retried POST could run twice),
+bodies are passed through untouched (compressed stays compressed), and every
+call has connect and read timeouts.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import time
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
+from urllib.parse import quote
 
 import urllib3
 from django.conf import settings
 from django.http import HttpRequest, StreamingHttpResponse
 
 from apps.audit.recording import GatewayAttempt
+from apps.gateway import ssrf
+from apps.gateway.addresses import forwarded_for
 from apps.gateway.choices import UpstreamError
 from apps.gateway.models import Upstream
+from apps.gateway.upstream_client import pool_for
 
 logger = logging.getLogger(__name__)
 
-# RFC 9110 7.6.1: connection-specific headers never cross a proxy.
+# RFC 9110 7.6.1: connection-specific headers never cross a proxy, in either direction.
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -36,25 +43,31 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-# The caller's credentials and cookies are auditgate's, never the upstream's.
-# Forwarding headers are rebuilt by us, not trusted from the client.
+# Rebuilt or decided by the gateway, never copied from the caller.  Authorization
+# carries the caller's gateway token: it never reaches an upstream.
 NOT_FORWARDED = frozenset(
     {
         "authorization",
         "cookie",
         "host",
         "content-length",
+        "x-forwarded-for",
         "x-forwarded-host",
         "x-forwarded-proto",
         "x-request-id",
         "forwarded",
+        "via",
+        "x-auditgate-identity",
     }
 )
+IDENTITY_HEADER = "X-Auditgate-Identity"
 
-_pool = urllib3.PoolManager(num_pools=100, maxsize=32, block=False, retries=False)
+
+def _listed_in_connection(value: str) -> set[str]:
+    return {token.strip().lower() for token in value.split(",") if token.strip()}
 
 
-def _caller_headers(meta: dict[str, str]) -> Iterator[tuple[str, str]]:
+def _caller_headers(meta: dict[str, Any]) -> Iterator[tuple[str, str]]:
     for key, value in meta.items():
         if key.startswith("HTTP_"):
             yield key[5:].replace("_", "-").title(), value
@@ -62,42 +75,67 @@ def _caller_headers(meta: dict[str, str]) -> Iterator[tuple[str, str]]:
             yield "Content-Type", value
 
 
-def request_headers(request: HttpRequest, request_id: str, content_length: int) -> dict[str, str]:
-    connection_listed = {t.strip().lower() for t in request.META.get("HTTP_CONNECTION", "").split(",")}
-    headers = {
-        name: value
-        for name, value in _caller_headers(request.META)
-        if name.lower() not in HOP_BY_HOP | NOT_FORWARDED and name.lower() not in connection_listed
-    }
-    peer = request.META.get("REMOTE_ADDR", "")
-    earlier = request.META.get("HTTP_X_FORWARDED_FOR")
-    headers["X-Forwarded-For"] = f"{earlier}, {peer}" if earlier else peer
+def hops_through_us(meta: dict[str, Any]) -> int:
+    """How many times this request already passed this gateway (its id in ``Via``)."""
+    ours = settings.GATEWAY_ID
+    return sum(1 for hop in meta.get("HTTP_VIA", "").split(",") if hop.split()[1:2] == [ours])
+
+
+def identity_header(key: str, username: str, token_key_id: str, request_id: str, now: int | None = None) -> str:
+    """``v1;user=..;kid=..;rid=..;ts=..;sig=..``: sig = HMAC-SHA256(key, "v1\\nuser\\nkid\\nrid\\nts").
+
+    See docs/identity-header.md for the verification recipe upstreams use.
+    """
+    ts = str(int(time.time()) if now is None else now)
+    user = quote(username, safe="")
+    message = "\n".join(("v1", user, token_key_id, request_id, ts)).encode()
+    sig = hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+    return f"v1;user={user};kid={token_key_id};rid={request_id};ts={ts};sig={sig}"
+
+
+def request_headers(
+    request: HttpRequest, upstream: Upstream, attempt: GatewayAttempt, content_length: int
+) -> dict[str, str]:
+    meta = request.META
+    dropped = HOP_BY_HOP | NOT_FORWARDED | _listed_in_connection(meta.get("HTTP_CONNECTION", ""))
+    headers = {name: value for name, value in _caller_headers(meta) if name.lower() not in dropped}
+    if upstream.forward_cookies and meta.get("HTTP_COOKIE"):
+        headers["Cookie"] = meta["HTTP_COOKIE"]
+    if upstream.preserve_host:
+        headers["Host"] = request.get_host()
+    headers["X-Forwarded-For"] = forwarded_for(meta)
     headers["X-Forwarded-Proto"] = request.scheme or "http"
     headers["X-Forwarded-Host"] = request.get_host()
-    headers["X-Request-ID"] = request_id
+    headers["X-Request-ID"] = attempt.request_id
+    earlier_via = meta.get("HTTP_VIA")
+    ours = f"1.1 {settings.GATEWAY_ID}"
+    headers["Via"] = f"{earlier_via}, {ours}" if earlier_via else ours
     if content_length:
         headers["Content-Length"] = str(content_length)
+    if upstream.identity_key:
+        headers[IDENTITY_HEADER] = identity_header(
+            upstream.identity_key, attempt.actor_username, attempt.token_key_id, attempt.request_id
+        )
+    if upstream.credential_header and upstream.credential_value:
+        headers[upstream.credential_header] = upstream.credential_value
+        attempt.injected_credential = upstream.credential_header
     return headers
 
 
 def response_headers(upstream_response: urllib3.BaseHTTPResponse) -> list[tuple[str, str]]:
-    connection_listed = {t.strip().lower() for t in upstream_response.headers.get("Connection", "").split(",")}
-    return [
-        (name, value)
-        for name, value in upstream_response.headers.iteritems()
-        if name.lower() not in HOP_BY_HOP and name.lower() not in connection_listed
-    ]
+    dropped = HOP_BY_HOP | _listed_in_connection(upstream_response.headers.get("Connection", ""))
+    return [(name, value) for name, value in upstream_response.headers.iteritems() if name.lower() not in dropped]
 
 
 class CountingReader:
-    """The request body as a file for urllib3, counting what is actually sent."""
+    """The request body as a file for urllib3, read in blocks and counted (never held whole)."""
 
     def __init__(self, stream: IO[bytes], attempt: GatewayAttempt):
         self._stream = stream
         self._attempt = attempt
 
     def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
+        data = self._stream.read(size if size and size > 0 else 64 * 1024)
         self._attempt.request_bytes += len(data)
         return data
 
@@ -105,7 +143,7 @@ class CountingReader:
 def open_upstream(
     upstream: Upstream, method: str, url: str, headers: dict[str, str], body: CountingReader | None
 ) -> urllib3.BaseHTTPResponse:
-    return _pool.request(
+    return pool_for(upstream.internal).request(
         method,
         url,
         headers=headers,
@@ -118,19 +156,59 @@ def open_upstream(
     )
 
 
+class ResponseTooLarge(Exception):
+    """The upstream declared a body larger than the upstream's ``max_response_bytes``."""
+
+
+# What can go wrong talking to an upstream; anything else is a bug and stays a 500.
+UPSTREAM_FAILURES = (urllib3.exceptions.HTTPError, OSError, ssrf.GuardRefusal, ResponseTooLarge)
+
+
+def declared_length(upstream_response: urllib3.BaseHTTPResponse) -> int:
+    try:
+        return int(upstream_response.headers.get("Content-Length") or 0)
+    except ValueError:
+        return 0
+
+
+def classify(exc: BaseException) -> UpstreamError:
+    """The reason code of an upstream failure (order matters: urllib3's classes nest)."""
+    e = urllib3.exceptions
+    checks: list[tuple[type[BaseException] | tuple[type[BaseException], ...], UpstreamError]] = [
+        (ResponseTooLarge, UpstreamError.TOO_LARGE),
+        (ssrf.Unresolvable, UpstreamError.DNS_FAILED),
+        (ssrf.ForbiddenAddress, UpstreamError.ADDRESS_BLOCKED),
+        (e.NameResolutionError, UpstreamError.DNS_FAILED),
+        (e.SSLError, UpstreamError.TLS_FAILED),
+        (e.NewConnectionError, UpstreamError.REFUSED),
+        (e.ConnectTimeoutError, UpstreamError.CONNECT_TIMEOUT),
+        (e.ReadTimeoutError, UpstreamError.READ_TIMEOUT),
+        ((e.ProtocolError, ConnectionError), UpstreamError.RESET),
+    ]
+    for kinds, reason in checks:
+        if isinstance(exc, kinds):
+            if reason is UpstreamError.REFUSED and "refused" not in str(exc).lower():
+                return UpstreamError.UNREACHABLE
+            return reason
+    return UpstreamError.UNREACHABLE
+
+
 class Relay:
     """The response body, streamed from the upstream; records the attempt when closed.
 
-    The WSGI server calls ``close()`` after the last chunk or when the client
-    goes away, so the audit event is written exactly once in either case.  A
-    class rather than a generator because a generator that never started
-    (a client gone before the first chunk) does not run its ``finally``.
+    The WSGI server calls ``close()`` after the last chunk or when the client goes
+    away, so the audit event is written exactly once in either case.  A class rather
+    than a generator because a generator that never started (a client gone before the
+    first chunk) does not run its ``finally``.
     """
 
-    def __init__(self, upstream_response: urllib3.BaseHTTPResponse, attempt: GatewayAttempt, has_body: bool):
+    def __init__(
+        self, upstream_response: urllib3.BaseHTTPResponse, attempt: GatewayAttempt, has_body: bool, limit: int
+    ):
         self._response = upstream_response
         self._attempt = attempt
         self._complete = not has_body
+        self._limit = limit
 
     def __iter__(self) -> Iterator[bytes]:
         if self._complete:
@@ -138,6 +216,10 @@ class Relay:
         try:
             for chunk in self._response.stream(settings.GATEWAY_STREAM_CHUNK_BYTES, decode_content=False):
                 self._attempt.response_bytes += len(chunk)
+                if self._attempt.response_bytes > self._limit:
+                    self._attempt.error = UpstreamError.TOO_LARGE
+                    logger.warning("Upstream %s answered more than %d bytes", self._attempt.upstream_name, self._limit)
+                    return  # The client sees a short body and a closed connection.
                 yield chunk
             self._complete = True
         except (urllib3.exceptions.HTTPError, OSError) as exc:

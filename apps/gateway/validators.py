@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import ipaddress
+import re
+import zoneinfo
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
+
+from apps.gateway.choices import HTTP_METHODS
 
 
 def validate_base_url(value: str) -> None:
@@ -34,3 +39,38 @@ def validate_path_prefix(value: str) -> None:
     segments = value.split("/")
     if any(segment in (".", "..") for segment in segments):
         raise ValidationError("'.' and '..' segments are not allowed.", code="invalid_prefix")
+
+
+_TOKEN_CHARS = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def validate_header_name(value: str) -> None:
+    if value and not _TOKEN_CHARS.match(value):
+        raise ValidationError("Not a valid HTTP header name.", code="invalid_header_name")
+
+
+def validate_methods(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(m, str) and m in HTTP_METHODS for m in value):
+        raise ValidationError(f"A list of methods out of {', '.join(HTTP_METHODS)}.", code="invalid_methods")
+
+
+def validate_cidrs(value: object) -> None:
+    if not isinstance(value, list):
+        raise ValidationError("A list of CIDRs, e.g. ['10.0.0.0/8'].", code="invalid_cidr")
+    for item in value:
+        try:
+            ipaddress.ip_network(str(item), strict=False)
+        except ValueError:
+            raise ValidationError(f"{item!r} is not a CIDR.", code="invalid_cidr") from None
+
+
+def validate_timezone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"{value!r} is not a time zone name.", code="invalid_timezone") from None
+
+
+def validate_days(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(d, int) and 0 <= d <= 6 for d in value):
+        raise ValidationError("A list of weekdays, 0 = Monday ... 6 = Sunday.", code="invalid_days")

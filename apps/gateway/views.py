@@ -1,146 +1,210 @@
-"""``/gw/<upstream>/<path>``: authenticate, decide, forward, stream back, audit.
+"""``/gw/<upstream>/<path>``: authenticate, check, decide, forward, stream back, audit.
 
-Every attempt, allowed or denied, ends in exactly one audit event.  Denials
+Every attempt, allowed or denied, ends in exactly one audit event.  Refusals
 answer ``{"code", "detail", "request_id"}`` with the same ``code`` that the
-event records as its ``reason``.
+event records as its ``reason`` (or ``error`` for upstream failures).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-import urllib3
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 
 from apps.audit.models import Decision
 from apps.audit.recording import GatewayAttempt
 from apps.gateway import paths, proxy
+from apps.gateway.addresses import client_ip
 from apps.gateway.authentication import APITokenAuthentication
-from apps.gateway.choices import HTTP_METHODS, Reason, UpstreamError
+from apps.gateway.cache import TTLCache
+from apps.gateway.choices import HTTP_METHODS, Reason
 from apps.gateway.models import Upstream
-from apps.gateway.policy import decide
+from apps.gateway.models.upstreams import UnsafeTarget
+from apps.gateway.policy import AccessRequest, decide
 from auditgate.errors import error_body
 
 logger = logging.getLogger(__name__)
 
-_DENIAL_STATUS = {
+_STATUS = {
     Reason.NOT_AUTHENTICATED: 401,
     Reason.AUTHENTICATION_FAILED: 401,
+    Reason.TOKEN_EXPIRED: 401,
+    Reason.TOKEN_REVOKED: 401,
     Reason.UPSTREAM_NOT_FOUND: 404,
-    Reason.METHOD_NOT_ALLOWED: 405,
     Reason.INVALID_PATH: 400,
     Reason.LENGTH_REQUIRED: 411,
+    Reason.REQUEST_TOO_LARGE: 413,
+    Reason.LOOP_DETECTED: 508,
+    Reason.UPGRADE_NOT_SUPPORTED: 501,
 }
 _NO_BODY_STATUSES = {204, 304}
+_upstreams: TTLCache[Upstream | None] = TTLCache(settings.POLICY_CACHE_SECONDS)
+_groups: TTLCache[frozenset[int]] = TTLCache(settings.POLICY_CACHE_SECONDS)
 
 
-class Denied(Exception):
-    def __init__(self, reason: Reason, detail: str):
+class Refused(Exception):
+    def __init__(self, reason: Reason, detail: str, status: int | None = None):
         super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+        self.reason, self.detail = reason, detail
+        self.status = status or _STATUS.get(reason, 403)
 
 
-def _start_attempt(request: HttpRequest, upstream_name: str, path: str) -> GatewayAttempt:
+def _start_attempt(request: HttpRequest, upstream_name: str) -> GatewayAttempt:
     return GatewayAttempt(
         request_id=request.request_id,  # type: ignore[attr-defined]
         method=request.method or "",
-        path=path,
+        path=request.META.get("REQUEST_URI", request.path).split("?", 1)[0][:2000],
         query=request.META.get("QUERY_STRING", ""),
-        source_ip=request.META.get("REMOTE_ADDR") or None,
+        source_ip=client_ip(request.META) or None,
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
         upstream_name=upstream_name,
     )
 
 
-def _authenticate(request: HttpRequest, attempt: GatewayAttempt) -> None:
+def _authenticate(request: HttpRequest, attempt: GatewayAttempt) -> Any:
     try:
         result = APITokenAuthentication().authenticate(request)
     except exceptions.AuthenticationFailed as exc:
-        raise Denied(Reason.AUTHENTICATION_FAILED, str(exc.detail)) from None
+        codes = exc.get_codes()
+        reason = Reason(codes) if codes in Reason.values else Reason.AUTHENTICATION_FAILED
+        attempt.token_key_id = getattr(exc, "token_key_id", "")
+        raise Refused(reason, str(exc.detail)) from None
+    except exceptions.PermissionDenied as exc:  # e.g. the token's source CIDRs
+        attempt.token_key_id = getattr(exc, "token_key_id", "")
+        codes = exc.get_codes()
+        raise Refused(Reason(codes) if codes in Reason.values else Reason.TOKEN_SCOPE, str(exc.detail)) from None
     if result is None:
-        raise Denied(Reason.NOT_AUTHENTICATED, "Send 'Authorization: Token <key>'.")
-    request.user = result[0]
+        raise Refused(Reason.NOT_AUTHENTICATED, "Send 'Authorization: Token <token>'.")
+    request.user, token = result
     attempt.actor_id = request.user.pk
     attempt.actor_username = request.user.get_username()
+    attempt.token_key_id = getattr(token, "key_id", "")
+    return token
 
 
-def _check_request(request: HttpRequest, raw_path: str, attempt: GatewayAttempt) -> int:
-    """Validate what does not need the database; returns the body length."""
+def _check_request(request: HttpRequest, upstream_name: str, attempt: GatewayAttempt) -> int:
+    """What needs no database: method, path, framing, loops. Returns the body length."""
+    meta = request.META
     if request.method not in HTTP_METHODS:
-        raise Denied(Reason.METHOD_NOT_ALLOWED, f"{request.method} is never proxied.")
+        raise Refused(Reason.METHOD_NOT_ALLOWED, f"{request.method} is never proxied.", status=405)
+    if "HTTP_UPGRADE" in meta:
+        raise Refused(Reason.UPGRADE_NOT_SUPPORTED, "Protocol upgrades (WebSocket) cannot pass a WSGI gateway.")
+    if proxy.hops_through_us(meta) > settings.GATEWAY_MAX_HOPS:
+        raise Refused(Reason.LOOP_DETECTED, "This request has looped through the gateway.")
     try:
-        attempt.path = paths.normalise(raw_path)
+        raw = paths.gateway_suffix(meta.get("REQUEST_URI") or request.get_full_path(), upstream_name)
+        attempt.path = paths.normalise(raw)
     except paths.InvalidPath as exc:
-        raise Denied(Reason.INVALID_PATH, f"Invalid path: {exc}.") from None
-    if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
-        raise Denied(Reason.LENGTH_REQUIRED, "Send a Content-Length; chunked request bodies are not proxied.")
+        raise Refused(Reason.INVALID_PATH, f"Invalid path: {exc}.") from None
+    if "HTTP_TRANSFER_ENCODING" in meta:
+        raise Refused(Reason.LENGTH_REQUIRED, "Send a Content-Length; chunked request bodies are not proxied.")
     try:
-        return max(int(request.META.get("CONTENT_LENGTH") or 0), 0)
+        return max(int(meta.get("CONTENT_LENGTH") or 0), 0)
     except ValueError:
-        raise Denied(Reason.LENGTH_REQUIRED, "Content-Length is not a number.") from None
+        raise Refused(Reason.LENGTH_REQUIRED, "Content-Length is not a number.") from None
 
 
 def _resolve(upstream_name: str, attempt: GatewayAttempt) -> Upstream:
-    upstream = Upstream.objects.filter(name=upstream_name).first()
+    upstream = _upstreams.get_or_load(upstream_name, lambda: Upstream.objects.filter(name=upstream_name).first())
     if upstream is None:
-        raise Denied(Reason.UPSTREAM_NOT_FOUND, f"No upstream named {upstream_name!r}.")
+        raise Refused(Reason.UPSTREAM_NOT_FOUND, f"No upstream named {upstream_name!r}.")
     attempt.upstream_id = upstream.pk
     return upstream
 
 
-def _deny(request: HttpRequest, attempt: GatewayAttempt, denial: Denied) -> JsonResponse:
-    status = _DENIAL_STATUS.get(denial.reason, 403)
-    attempt.decision, attempt.reason, attempt.status = Decision.DENY, denial.reason, status
+def _decide(request: HttpRequest, token: Any, upstream: Upstream, attempt: GatewayAttempt, length: int) -> None:
+    user = request.user
+    group_ids = _groups.get_or_load(user.pk, lambda: frozenset(user.groups.values_list("id", flat=True)))
+    decision = decide(
+        AccessRequest(
+            user_id=user.pk,
+            group_ids=group_ids,
+            upstream=upstream,
+            method=attempt.method,
+            path=attempt.path,
+            source_ip=attempt.source_ip,
+            at=timezone.now(),
+            token=token,
+        )
+    )
+    attempt.rule_id = decision.rule_id
+    if not decision.allowed:
+        status = 405 if decision.reason == Reason.METHOD_NOT_ALLOWED and decision.rule_id is None else None
+        raise Refused(decision.reason, _DETAIL.get(decision.reason, "Access denied."), status=status)
+    if length > upstream.max_request_bytes:
+        raise Refused(Reason.REQUEST_TOO_LARGE, f"The body exceeds {upstream.max_request_bytes} bytes.")
+
+
+_DETAIL = {
+    Reason.NO_MATCHING_RULE: "No access rule allows this request.",
+    Reason.DENIED_BY_RULE: "An access rule denies this request.",
+    Reason.OUTSIDE_TIME_WINDOW: "The rule that would allow this request is not in force now.",
+    Reason.SOURCE_IP_NOT_ALLOWED: "Not allowed from this address.",
+    Reason.METHOD_NOT_ALLOWED: "This method is not allowed here.",
+    Reason.TOKEN_SCOPE: "This token may not be used on this upstream.",
+    Reason.UPSTREAM_DISABLED: "This upstream is disabled.",
+}
+
+
+def _refuse(request: HttpRequest, attempt: GatewayAttempt, refusal: Refused) -> JsonResponse:
+    attempt.decision, attempt.reason, attempt.status = Decision.DENY, refusal.reason, refusal.status
     attempt.record()
-    response = JsonResponse(error_body(request, denial.reason, denial.detail), status=status)
-    if status == 401:
+    response = JsonResponse(error_body(request, refusal.reason, refusal.detail), status=refusal.status)
+    if refusal.status == 401:
         response["WWW-Authenticate"] = 'Token realm="auditgate"'
     return response
 
 
-def _upstream_failed(request: HttpRequest, attempt: GatewayAttempt, exc: Exception) -> JsonResponse:
-    # NewConnectionError subclasses ConnectTimeoutError in urllib3: a refused connection is not a timeout.
-    timed_out = isinstance(exc, urllib3.exceptions.TimeoutError) and not isinstance(
-        exc, urllib3.exceptions.NewConnectionError
-    )
-    error = UpstreamError.TIMEOUT if timed_out else UpstreamError.UNREACHABLE
-    status = 504 if timed_out else 502
-    logger.warning("Upstream %s failed: %s", attempt.upstream_name, type(exc).__name__)
+def _upstream_failed(request: HttpRequest, attempt: GatewayAttempt, exc: BaseException) -> JsonResponse:
+    error = proxy.classify(exc)
+    status = 504 if error.endswith("timeout") else 502
+    logger.warning("Upstream %s failed: %s (%s)", attempt.upstream_name, error, type(exc).__name__)
     attempt.error, attempt.status = error, status
     attempt.record()
-    detail = "The upstream did not answer in time." if timed_out else "The upstream could not be reached."
-    return JsonResponse(error_body(request, error, detail), status=status)
+    return JsonResponse(error_body(request, error, "The upstream did not give a usable answer."), status=status)
 
 
-@csrf_exempt  # Token-authenticated only: cookies are never accepted on /gw/.
-def gateway(request: HttpRequest, upstream: str, path: str = "") -> HttpResponse:
-    attempt = _start_attempt(request, upstream, "/" + path)
+@csrf_exempt  # Token-authenticated only: cookies never authenticate on /gw/.
+def gateway(request: HttpRequest, upstream: str | None = None, path: str | None = None) -> HttpResponse:
+    upstream = upstream or ""
+    attempt = _start_attempt(request, upstream)
     try:
-        _authenticate(request, attempt)
-        content_length = _check_request(request, path, attempt)
+        token = _authenticate(request, attempt)
+        length = _check_request(request, upstream, attempt)
         target = _resolve(upstream, attempt)
-        decision = decide(request.user, target, attempt.method, attempt.path)  # type: ignore[arg-type]
-        attempt.rule_id = decision.rule_id
-        if not decision.allowed:
-            raise Denied(decision.reason, "No access rule allows this request.")
-    except Denied as denial:
-        return _deny(request, attempt, denial)
+        _decide(request, token, target, attempt, length)
+    except Refused as refusal:
+        return _refuse(request, attempt, refusal)
     attempt.decision, attempt.reason = Decision.ALLOW, Reason.ALLOWED
-    return _forward(request, attempt, target, content_length)
+    return _forward(request, attempt, target, length)
 
 
-def _forward(request: HttpRequest, attempt: GatewayAttempt, target: Upstream, content_length: int) -> HttpResponse:
-    body = proxy.CountingReader(request, attempt) if content_length else None  # type: ignore[arg-type]
-    headers = proxy.request_headers(request, attempt.request_id, content_length)
-    url = target.url_for(attempt.path, attempt.query)
+def _forward(request: HttpRequest, attempt: GatewayAttempt, target: Upstream, length: int) -> HttpResponse:
+    try:
+        url = target.url_for(attempt.path, attempt.query)
+    except UnsafeTarget:
+        return _refuse(request, attempt, Refused(Reason.INVALID_PATH, "The path does not stay on the upstream."))
+    body = proxy.CountingReader(request, attempt) if length else None  # type: ignore[arg-type]
+    headers = proxy.request_headers(request, target, attempt, length)
     try:
         upstream_response = proxy.open_upstream(target, attempt.method, url, headers, body)
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
+    except proxy.UPSTREAM_FAILURES as exc:
         return _upstream_failed(request, attempt, exc)
     attempt.status = attempt.upstream_status = upstream_response.status
+    if proxy.declared_length(upstream_response) > target.max_response_bytes:
+        upstream_response.close()
+        return _upstream_failed(request, attempt, proxy.ResponseTooLarge())
     has_body = attempt.method != "HEAD" and upstream_response.status not in _NO_BODY_STATUSES
-    relay = proxy.Relay(upstream_response, attempt, has_body)
-    return proxy.RelayedResponse(relay, upstream_response.status, proxy.response_headers(upstream_response))
+    relay = proxy.Relay(upstream_response, attempt, has_body, target.max_response_bytes)
+    headers_out = proxy.response_headers(upstream_response)
+    gateway_base = f"{request.scheme}://{request.get_host()}/gw/{target.name}"
+    headers_out = [
+        (name, target.gateway_location(value, gateway_base) if name.lower() == "location" else value)
+        for name, value in headers_out
+    ]
+    return proxy.RelayedResponse(relay, upstream_response.status, headers_out)

@@ -94,3 +94,18 @@ class Env:
         if isinstance(value, list):
             return value
         return [item.strip() for item in str(value).split(",") if item.strip()]
+
+    def peppers(self, name: str, default: str | None = None) -> dict[int, bytes]:
+        """``"1:secret,2:secret"`` -> ``{1: b"secret", 2: b"secret"}``; at least one, ids positive."""
+        raw = self._values.get(name, default)
+        if raw is None:
+            raise ImproperlyConfigured(f"Set the {name} environment variable.")
+        peppers: dict[int, bytes] = {}
+        for item in raw.split(","):
+            ident, sep, secret = item.strip().partition(":")
+            if not sep or not ident.isdigit() or int(ident) < 1 or len(secret) < 16:
+                raise ImproperlyConfigured(
+                    f"{name}: expected 'id:secret' pairs with ids >= 1 and secrets of 16+ characters."
+                )
+            peppers[int(ident)] = secret.encode()
+        return peppers

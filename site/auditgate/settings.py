@@ -38,7 +38,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "apps.gateway",
     "apps.audit",
@@ -126,8 +125,8 @@ LOGIN_REDIRECT_URL = "api-root"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        # One replaceable class for API tokens; the gateway uses the same one.
-        "apps.gateway.authentication.APITokenAuthentication",
+        # API tokens; on /api/ only tokens with the management scope (the gateway uses the base class).
+        "apps.gateway.authentication.ManagementAPITokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -142,8 +141,31 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
-# Gateway limits; per-upstream values come in later issues.
+# --- API tokens -------------------------------------------------------------------------
+# Only HMAC-SHA256(pepper, secret) is stored. Peppers are deployment secrets, never in the
+# database: "1:<secret>,2:<secret>". Each token keeps the id of its pepper, so a new pepper
+# can be added and made current while older tokens keep working until they expire.
+TOKEN_PEPPERS = env.peppers("AUDITGATE_TOKEN_PEPPERS", "1:dev-only-pepper-never-deploy" if DEV_MODE else None)
+TOKEN_PEPPER_ID = env.int("AUDITGATE_TOKEN_PEPPER_ID", max(TOKEN_PEPPERS))
+if TOKEN_PEPPER_ID not in TOKEN_PEPPERS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("AUDITGATE_TOKEN_PEPPER_ID names no pepper of AUDITGATE_TOKEN_PEPPERS.")
+TOKEN_MAX_LIFETIME_DAYS = env.int("AUDITGATE_TOKEN_MAX_LIFETIME_DAYS", 90)
+# How stale a process's view of tokens and rules may be: a revocation or a rule change
+# takes effect everywhere within this many seconds (documented bound, tested).
+POLICY_CACHE_SECONDS = 1.0
+# last_used_at / last_used_ip are written at most once per this many seconds per token.
+TOKEN_LAST_USED_INTERVAL = 60
+
+# --- Gateway -----------------------------------------------------------------------------
 GATEWAY_STREAM_CHUNK_BYTES = 64 * 1024
+# Names this gateway in the Via header it adds; loop detection counts it on the way in.
+GATEWAY_ID = env.str("AUDITGATE_GATEWAY_ID", "auditgate")
+# A request that already passed this gateway more often than this gets 508 Loop Detected.
+GATEWAY_MAX_HOPS = env.int("AUDITGATE_GATEWAY_MAX_HOPS", 2)
+# Peers whose X-Forwarded-For is believed (CIDRs, e.g. a load balancer in front of Apache).
+TRUSTED_PROXIES = env.list("AUDITGATE_TRUSTED_PROXIES", [])
 
 LOGGING = {
     "version": 1,

@@ -4,7 +4,8 @@ from django.views.generic import RedirectView
 from rest_framework.routers import DefaultRouter
 
 from apps.audit.api.views import AuditEventViewSet
-from apps.gateway.api.views import AccessRuleViewSet, UpstreamViewSet
+from apps.gateway.api.tokens import APITokenViewSet
+from apps.gateway.api.views import AccessRuleViewSet, PolicyCheckView, UpstreamViewSet
 from apps.gateway.views import gateway
 from auditgate import errors
 from auditgate.views import HealthView, MeView
@@ -12,14 +13,18 @@ from auditgate.views import HealthView, MeView
 router = DefaultRouter()
 router.register("upstreams", UpstreamViewSet)
 router.register("rules", AccessRuleViewSet)
+router.register("tokens", APITokenViewSet, basename="apitoken")
 router.register("audit/events", AuditEventViewSet)
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/api/", permanent=False)),
-    # The gateway: /gw/<upstream>/<any path>. re_path so an empty path and any characters pass.
-    re_path(r"^gw/(?P<upstream>[-a-zA-Z0-9_]+)/(?P<path>.*)$", gateway, name="gateway"),
+    # Everything under /gw reaches the gateway view, which reads the raw request URI itself:
+    # Apache has already decoded and merged dot segments in the path Django routes on, so a
+    # request that no longer looks like /gw/<upstream>/... must still be refused and audited.
+    re_path(r"^gw(?:/(?P<upstream>[^/]*))?(?P<path>/[\s\S]*)?$", gateway, name="gateway"),
     path("api/health/", HealthView.as_view(), name="health"),
     path("api/me/", MeView.as_view(), name="me"),
+    path("api/policy/check", PolicyCheckView.as_view(), name="policy-check"),
     path("api/auth/", include("rest_framework.urls")),
     path("api/", include(router.urls)),
     path("admin/", admin.site.urls),

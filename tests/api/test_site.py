@@ -14,7 +14,7 @@ def test_me_says_who_and_how(client_for, make_user):
         "username": "carol",
         "is_staff": False,
         "groups": ["auditor"],
-        "authentication": "APITokenAuthentication",
+        "authentication": "ManagementAPITokenAuthentication",
     }
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,26 @@ ACCESS_LOG = Path("/var/log/apache2/auditgate_access.log")
 def apache_defines() -> dict[str, str]:
     """The ``Define NAME value`` lines the playbook wrote for the vhost."""
     return dict(re.findall(r"^Define\s+(\S+)\s+(.*?)\s*$", DEFINES_FILE.read_text(), re.MULTILINE))
+
+
+def logged_by_apache(request_id: str) -> bool:
+    """Apache writes the access log line after the response has gone out: allow it a moment."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if any(line.endswith(" " + request_id) for line in ACCESS_LOG.read_text().splitlines()[-500:]):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def daemons(group: str) -> list[tuple[int, str]]:
+    """(pid, user) of the mod_wsgi daemon processes of ``group``, by their display-name."""
+    output = subprocess.run(["ps", "-eo", "pid=,user:32=,args="], capture_output=True, text=True, check=True).stdout
+    return [
+        (int(pid), user)
+        for pid, user, args in (line.split(None, 2) for line in output.splitlines())
+        if args.split()[0] == f"({group})"
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -60,16 +82,26 @@ def admin(admin_token) -> Iterator[requests.Session]:
 
 
 @pytest.fixture
-def registered_upstream(admin, upstream_server) -> Iterator[str]:
-    """An upstream pointing at the test's echo server, with a rule that lets the admin
-    GET under ``/allowed``; removed again afterwards (its audit events stay)."""
-    name = f"t-{secrets.token_hex(4)}"
-    created = admin.post(f"{BASE_URL}/api/upstreams/", json={"name": name, "base_url": upstream_server.url})
-    assert created.status_code == 201, created.text
-    rule = admin.post(
-        f"{BASE_URL}/api/rules/",
-        json={"upstream": name, "user": "admin", "methods": ["GET"], "path_prefix": "/allowed"},
-    )
-    assert rule.status_code == 201, rule.text
-    yield name
-    assert admin.delete(created.json()["url"]).status_code == 204
+def register_upstream(admin, upstream_server) -> Iterator:
+    """Registers upstreams pointing at the test's echo server, each with a rule that lets the
+    admin GET and POST under ``path_pattern``; removed again afterwards (their audit events stay)."""
+    created = []
+
+    def register(path_pattern: str = "/allowed", **fields) -> str:
+        name = f"t-{secrets.token_hex(4)}"
+        payload = {"name": name, "base_url": upstream_server.url, "internal": True, **fields}
+        response = admin.post(f"{BASE_URL}/api/upstreams/", json=payload)
+        assert response.status_code == 201, response.text
+        created.append(response.json()["url"])
+        rule = {"upstream": name, "user": "admin", "methods": ["GET", "POST"], "path_pattern": path_pattern}
+        assert admin.post(f"{BASE_URL}/api/rules/", json=rule).status_code == 201
+        return name
+
+    yield register
+    for url in created:
+        assert admin.delete(url).status_code == 204
+
+
+@pytest.fixture
+def registered_upstream(register_upstream) -> str:
+    return register_upstream()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.deployed.conftest import ACCESS_LOG, BASE_URL, apache_defines
+from tests.deployed.conftest import ACCESS_LOG, BASE_URL, apache_defines, daemons, logged_by_apache
 
 pytestmark = pytest.mark.deployed
 
@@ -55,24 +55,14 @@ def test_the_login_page_for_the_browsable_api_is_served(http):
     assert "secure" in response.headers["Set-Cookie"].lower()
 
 
-def _daemons(group: str) -> list[tuple[int, str]]:
-    """(pid, user) of the mod_wsgi daemon processes of ``group``, by their display-name."""
-    output = subprocess.run(["ps", "-eo", "pid=,user:32=,args="], capture_output=True, text=True, check=True).stdout
-    return [
-        (int(pid), user)
-        for pid, user, args in (line.split(None, 2) for line in output.splitlines())
-        if args.split()[0] == f"({group})"
-    ]
-
-
 @pytest.mark.parametrize(("group", "name"), [("auditgate-gw", "GW"), ("auditgate-api", "API")])
 def test_the_daemon_groups_run_the_configured_processes_and_threads(group, name):
     defines = apache_defines()
     processes, threads = int(defines[f"AUDITGATE_{name}_PROCESSES"]), int(defines[f"AUDITGATE_{name}_THREADS"])
-    daemons = _daemons(group)
-    assert len(daemons) == processes
-    assert {user for _, user in daemons} == {defines["AUDITGATE_USER"]}
-    for pid, _ in daemons:
+    running = daemons(group)
+    assert len(running) == processes
+    assert {user for _, user in running} == {defines["AUDITGATE_USER"]}
+    for pid, _ in running:
         status = Path(f"/proc/{pid}/status").read_text()
         thread_count = int(re.search(r"^Threads:\s+(\d+)", status, re.MULTILINE).group(1))
         # The request threads plus mod_wsgi's few housekeeping threads (monitor, deadlock, reaper).
@@ -120,12 +110,24 @@ def test_a_denied_request_gets_its_reason_and_is_audited_once(admin, registered_
 def test_apaches_access_log_and_the_audit_trail_share_the_request_id(admin, registered_upstream):
     response = admin.get(f"{BASE_URL}/gw/{registered_upstream}/allowed/joined", timeout=10)
     request_id = response.headers["X-Request-ID"]
+    assert logged_by_apache(request_id)
     log_lines = [line for line in ACCESS_LOG.read_text().splitlines() if line.endswith(" " + request_id)]
     assert len(log_lines) == 1
     assert f"/gw/{registered_upstream}/allowed/joined" in log_lines[0]
 
 
-def test_a_request_over_the_body_limit_is_refused_by_apache(admin, registered_upstream):
+def test_a_body_over_the_upstreams_limit_gets_413_from_the_gateway(admin, registered_upstream, upstream_server):
+    upstream = admin.get(f"{BASE_URL}/api/upstreams/", params={"name": registered_upstream}).json()["results"][0]
+    assert admin.patch(upstream["url"], json={"max_request_bytes": 1000}).status_code == 200
+    time.sleep(1.1)  # the documented bound for a change to reach every daemon process
+    seen_before = len(upstream_server.server.seen)
+    response = admin.post(f"{BASE_URL}/gw/{registered_upstream}/allowed/x", data=b"x" * 1001, timeout=30)
+    assert (response.status_code, response.json()["code"]) == (413, "request_too_large")
+    assert len(upstream_server.server.seen) == seen_before
+
+
+def test_a_body_over_apaches_limit_is_refused_outside_the_gateway(admin):
     limit = int(apache_defines()["AUDITGATE_LIMIT_REQUEST_BODY"])
-    response = admin.post(f"{BASE_URL}/gw/{registered_upstream}/allowed/x", data=b"x" * (limit + 1), timeout=30)
+    response = admin.post(f"{BASE_URL}/api/upstreams/", data=b"x" * (limit + 1), timeout=30)
     assert response.status_code == 413
+    assert response.headers["X-Request-ID"]  # Apache's own errors carry the request id too

@@ -5,16 +5,49 @@ from apps.gateway import paths
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("", "/"), ("a/b", "/a/b"), ("/a//b/", "/a/b/"), ("a b/ü", "/a b/ü")],
+    [
+        ("", "/"),
+        ("a/b", "/a/b"),
+        ("/a//b/", "/a/b/"),
+        ("/a%20b/%C3%BC", "/a b/ü"),
+        ("/%7Euser", "/~user"),
+        ("/a;b=c,d", "/a;b=c,d"),
+    ],
 )
-def test_it_normalises_paths(raw, expected):
+def test_it_decodes_once_and_normalises(raw, expected):
     assert paths.normalise(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["a/../b", "..", "a/./b", "a/\x00", "a/\nb"])
-def test_it_refuses_dot_segments_and_control_characters(raw):
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/a/../b",
+        "/..",
+        "/a/./b",
+        "/%2e%2e/b",
+        "/%2E%2e/b",
+        "/a/%2f/b",
+        "/a%2Fb",
+        "/a%5cb",
+        "/a\\b",
+        "/%00",
+        "/a%0d%0aSet-Cookie:x",
+        "/%c0%ae%c0%ae/",
+        "/%ff",
+        "/%252e%252e/",
+        "/a%25",
+    ],
+)
+def test_it_refuses_what_could_be_read_two_ways(raw):
     with pytest.raises(paths.InvalidPath):
         paths.normalise(raw)
+
+
+def test_the_gateway_suffix_comes_from_the_raw_uri():
+    assert paths.gateway_suffix("/gw/crm/a/%2e%2e/b?x=1", "crm") == "/a/%2e%2e/b"
+    assert paths.gateway_suffix("/gw/crm", "crm") == "/"
+    with pytest.raises(paths.InvalidPath):
+        paths.gateway_suffix("/gw/crm2/x", "crm")
 
 
 @pytest.mark.parametrize(
@@ -30,6 +63,22 @@ def test_it_refuses_dot_segments_and_control_characters(raw):
 )
 def test_prefixes_match_on_segment_boundaries(path, prefix, matches):
     assert paths.matches_prefix(path, prefix) is matches
+
+
+@pytest.mark.parametrize(
+    ("path", "pattern", "matches"),
+    [
+        ("/v1/users/42", "/v1/users/*", True),
+        ("/v1/users/42/keys", "/v1/users/*", False),
+        ("/v1/users/42/keys", "/v1/**", True),
+        ("/v1/users/42", "/v?/users/*", True),
+        ("/v1/users.json", "/v1/*.json", True),
+        ("/v1/a.b", "/v1/a?b", True),
+        ("/v1/a/b", "/v1/a?b", False),
+    ],
+)
+def test_globs_match_whole_paths(path, pattern, matches):
+    assert paths.matches_glob(path, pattern) is matches
 
 
 def test_it_percent_encodes_what_it_forwards():

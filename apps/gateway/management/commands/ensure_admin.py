@@ -1,22 +1,32 @@
 """Create the first administrator and its API token, once.
 
 Used by the Ansible ``app`` role.  Re-running changes nothing: an existing user
-keeps its password and a token file that still authenticates is never
-rotated.  Output lines start with ``created`` when something was created, so
-the role can report ``changed`` exactly then; otherwise it prints ``unchanged``.
+keeps its password and a token file that still authenticates (as this user,
+with the management API) is never rotated, unless its token expires within
+``RENEW_WITHIN_DAYS``: then a new token replaces it (the old one is left to
+expire, so another host's copy keeps working meanwhile).  A file that no longer
+authenticates (for instance an old 40-hex DRF key) is replaced.  Output lines
+start with ``created`` when something was created, so the role can report
+``changed`` exactly then; otherwise it prints ``unchanged``.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
-from rest_framework.authtoken.models import Token
+from django.utils import timezone
+
+from apps.gateway import tokens
+
+DEPLOY_LABEL = "admin (deploy)"
+RENEW_WITHIN_DAYS = 30
 
 
 def write_private(path: Path, content: str) -> None:
@@ -36,11 +46,26 @@ class Command(BaseCommand):
         parser.add_argument("--email", default="")
         parser.add_argument("--token-file", type=Path, required=True)
         parser.add_argument("--password-file", type=Path, required=True)
+        parser.add_argument(
+            "--expires-in-days",
+            type=int,
+            default=365,
+            help="Lifetime of a new deploy token (may exceed TOKEN_MAX_LIFETIME_DAYS); renewed when 30 days remain.",
+        )
 
     @transaction.atomic
     def handle(
-        self, *args: Any, username: str, email: str, token_file: Path, password_file: Path, **options: Any
+        self,
+        *args: Any,
+        username: str,
+        email: str,
+        token_file: Path,
+        password_file: Path,
+        expires_in_days: int,
+        **options: Any,
     ) -> None:
+        if expires_in_days <= RENEW_WITHIN_DAYS:
+            raise CommandError(f"--expires-in-days must exceed {RENEW_WITHIN_DAYS}, or every run would renew.")
         created = []
         user_model = get_user_model()
         user = user_model.objects.filter(username=username).first()
@@ -49,16 +74,33 @@ class Command(BaseCommand):
             user = user_model.objects.create_superuser(username=username, email=email, password=password)
             write_private(password_file, password)
             created.append(f"created user {username} (password in {password_file})")
-        if not self._token_file_valid(token_file, user):
-            token, _ = Token.objects.get_or_create(user=user)
-            write_private(token_file, token.key)
-            created.append(f"created token file {token_file}")
+        state = self._token_file_state(token_file, user)
+        if state != "valid":
+            self._create_token_file(token_file, user, expires_in_days)
+            created.append(f"created token file {token_file}" + (" (renewed)" if state == "expiring" else ""))
         for line in created or ["unchanged"]:
             self.stdout.write(line)
 
     @staticmethod
-    def _token_file_valid(token_file: Path, user: Any) -> bool:
+    def _token_file_state(token_file: Path, user: Any) -> str:
+        """Whether the file holds a working management token of ``user``: ``valid``,
+        ``expiring`` (within RENEW_WITHIN_DAYS) or ``missing`` (absent or not working)."""
         if not token_file.is_file():
-            return False
-        key = token_file.read_text(encoding="utf-8").strip()
-        return Token.objects.filter(key=key, user=user).exists()
+            return "missing"
+        now = timezone.now()
+        token = tokens.find_token(token_file.read_text(encoding="utf-8").strip())
+        if token is None or token.user_id != user.pk or not token.is_usable(now) or not token.management_api:
+            return "missing"
+        return "expiring" if token.expires_at <= now + timedelta(days=RENEW_WITHIN_DAYS) else "valid"
+
+    @staticmethod
+    def _create_token_file(token_file: Path, user: Any, expires_in_days: int) -> None:
+        _, plaintext = tokens.create_token(
+            user=user,
+            label=DEPLOY_LABEL,
+            expires_at=timezone.now() + timedelta(days=expires_in_days),
+            all_upstreams=True,
+            management_api=True,
+            max_lifetime_days=expires_in_days,
+        )
+        write_private(token_file, plaintext)

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from apps.gateway import paths
+from apps.gateway.choices import HTTP_METHODS
+from apps.gateway.validators import validate_base_url, validate_header_name, validate_methods
+
+MIB = 1024 * 1024
+
+
+def all_methods() -> list[str]:
+    return list(HTTP_METHODS)
+
+
+class UnsafeTarget(ValueError):
+    """The URL built for an upstream does not point at that upstream."""
+
+
+class Upstream(models.Model):
+    """An internal HTTP service reachable through ``/gw/<name>/``."""
+
+    name = models.SlugField(max_length=64, unique=True, help_text="Used in the URL: /gw/<name>/...")
+    base_url = models.CharField(max_length=500, validators=[validate_base_url])
+    enabled = models.BooleanField(default=True)
+    internal = models.BooleanField(
+        default=False,
+        help_text="May resolve to loopback, private or link-local addresses (turns the SSRF guard off).",
+    )
+    description = models.CharField(max_length=500, blank=True)
+    # connect + read stay below mod_wsgi's socket-timeout (45 s, apache/vhost.conf) so the
+    # gateway always answers with its own 504 before Apache gives up on the daemon.
+    connect_timeout = models.FloatField(
+        default=5.0, validators=[MinValueValidator(0.1), MaxValueValidator(5.0)], help_text="Seconds."
+    )
+    read_timeout = models.FloatField(
+        default=30.0, validators=[MinValueValidator(0.1), MaxValueValidator(38.0)], help_text="Seconds."
+    )
+    max_request_bytes = models.PositiveBigIntegerField(
+        default=10 * MIB, validators=[MaxValueValidator(16 * 1024 * MIB)], help_text="Larger bodies get 413."
+    )
+    max_response_bytes = models.PositiveBigIntegerField(
+        default=1024 * MIB, validators=[MaxValueValidator(16 * 1024 * MIB)], help_text="Larger answers get 502."
+    )
+    allowed_methods = models.JSONField(default=all_methods, validators=[validate_methods])
+    preserve_host = models.BooleanField(default=False, help_text="Send the client's Host header, not the upstream's.")
+    forward_cookies = models.BooleanField(default=False, help_text="Forward the caller's Cookie header.")
+    # Write-only secrets: never returned by the API or shown by the admin, never logged or audited.
+    credential_header = models.CharField(
+        max_length=100, blank=True, validators=[validate_header_name], help_text="e.g. Authorization or X-Api-Key."
+    )
+    credential_value = models.CharField(max_length=1000, blank=True)
+    identity_key = models.CharField(
+        max_length=200, blank=True, help_text="HMAC key of the X-Auditgate-Identity header; empty: no header."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from apps.gateway.targets import check_base_url
+
+        try:
+            check_base_url(self.base_url, internal=self.internal)
+        except ValidationError as exc:
+            raise ValidationError({"base_url": exc}) from None
+
+    def url_for(self, path: str, query: str) -> str:
+        """Base path + normalised path, then checked to still point at this upstream (never urljoin)."""
+        url = self.base_url.rstrip("/") + paths.encode(path)
+        target, base = urlsplit(url), urlsplit(self.base_url)
+        if (target.scheme, target.hostname, target.port) != (base.scheme, base.hostname, base.port):
+            raise UnsafeTarget(f"{url!r} leaves upstream {self.name}")
+        return f"{url}?{query}" if query else url
+
+    def gateway_location(self, location: str, gateway_base: str) -> str:
+        """Rewrite a ``Location`` that points into this upstream to the gateway's URL for it."""
+        base = self.base_url.rstrip("/")
+        base_path = urlsplit(base).path
+        if location == base or location.startswith(base + "/"):
+            return gateway_base + location[len(base) :]
+        relative = location.startswith("/") and not location.startswith("//")
+        if relative and paths.matches_prefix(location, base_path or "/"):
+            return gateway_base + location[len(base_path) :]
+        return location
