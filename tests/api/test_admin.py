@@ -1,0 +1,75 @@
+"""The Django admin: every page renders, secrets are never shown, changes are audited."""
+
+import pytest
+
+from apps.audit.models import AuditEvent
+from apps.gateway.models import AccessRule, APIToken, Upstream
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def browser(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def upstream():
+    return Upstream.objects.create(
+        name="crm", base_url="http://127.0.0.1:1", internal=True, credential_header="X-Api-Key",
+        credential_value="admin-page-secret", identity_key="admin-page-identity",
+    )  # fmt: skip
+
+
+def test_upstream_pages_never_show_its_secrets(browser, upstream):
+    for url in ("/admin/gateway/upstream/", f"/admin/gateway/upstream/{upstream.pk}/change/"):
+        response = browser.get(url)
+        assert response.status_code == 200, url
+        assert b"admin-page-secret" not in response.content
+        assert b"admin-page-identity" not in response.content
+
+
+def test_saving_an_upstream_in_the_admin_keeps_secrets_left_empty_and_is_audited(browser, upstream):
+    form = {
+        "name": "crm", "base_url": "http://127.0.0.1:1", "enabled": "on", "internal": "on", "connect_timeout": "5",
+        "read_timeout": "10", "max_request_bytes": "1000", "max_response_bytes": "1000",
+        "allowed_methods": '["GET"]', "credential_header": "X-Api-Key", "credential_value": "", "identity_key": "",
+    }  # fmt: skip
+    response = browser.post(f"/admin/gateway/upstream/{upstream.pk}/change/", form)
+    assert response.status_code == 302, response.content[:2000]
+    upstream.refresh_from_db()
+    assert (upstream.read_timeout, upstream.credential_value) == (10.0, "admin-page-secret")
+    event = AuditEvent.objects.get(event_type="upstream.updated")
+    assert event.changes["read_timeout"] == [30.0, 10.0]
+    assert "credential_value" not in event.changes
+
+
+def test_the_admin_refuses_an_external_upstream_on_loopback(browser):
+    form = {"name": "probe", "base_url": "http://127.0.0.1:1", "connect_timeout": "5", "read_timeout": "10",
+            "max_request_bytes": "1000", "max_response_bytes": "1000", "allowed_methods": '["GET"]'}  # fmt: skip
+    response = browser.post("/admin/gateway/upstream/add/", form)
+    assert response.status_code == 200  # the form again, with the error
+    assert b"internal" in response.content
+    assert not Upstream.objects.exists()
+
+
+def test_rule_token_and_audit_pages_render(browser, upstream, admin_user, token_for, make_event):
+    rule = AccessRule.objects.create(upstream=upstream, subject="any", methods=["GET"])
+    token_for(admin_user)
+    token = APIToken.objects.get()
+    event = make_event()
+    for url in (
+        "/admin/gateway/accessrule/", f"/admin/gateway/accessrule/{rule.pk}/change/",
+        "/admin/gateway/apitoken/", f"/admin/gateway/apitoken/{token.pk}/change/",
+        "/admin/audit/auditevent/", f"/admin/audit/auditevent/{event.pk}/change/",
+    ):  # fmt: skip
+        response = browser.get(url)
+        assert response.status_code == 200, url
+        assert token.secret_hash.encode() not in response.content
+
+
+def test_audit_events_cannot_be_deleted_in_the_admin(browser, make_event):
+    event = make_event()
+    assert browser.get(f"/admin/audit/auditevent/{event.pk}/delete/").status_code == 403
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
