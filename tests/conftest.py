@@ -98,8 +98,10 @@ def make_event(db):
     from apps.audit.models import AuditEvent
 
     def make(**fields) -> AuditEvent:
+        now = timezone.now()
         values = {
-            "occurred_at": timezone.now(),
+            "occurred_at": now,
+            "completed_at": fields.get("recorded_at", now),
             "duration_ms": 1.0,
             "request_id": "r1",
             "method": "GET",

@@ -1,9 +1,10 @@
 """The registry of audit event types, and one function per kind of event.
 
-Event type names are stable, dotted and lowercase: ``<area>.<what happened>``.
-To add one: add a constant below (never rename or reuse an old one: auditors
-filter on these names), record it through ``record()`` or a small function
-here, and cover it in ``tests/unit/test_audit_events.py``.
+Event type names are stable, dotted and lowercase: ``<area>.<what happened>``, and each
+has a stable numeric id (``EVENT_TYPE_IDS``, used in exports and for compact storage).
+To add one: add a constant below and its id at the end of ``EVENT_TYPE_IDS`` (never
+rename, renumber or reuse an old one: auditors filter on them), record it through
+``record()`` or a small function here, and cover it in a test.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ AUTH_FAILED = "auth.failed"
 # API tokens.
 TOKEN_CREATED = "token.created"
 TOKEN_REVOKED = "token.revoked"
+# The audit trail's own readers: auditors' reads, exports and verifications are audited too.
+AUDIT_VIEWED = "audit.viewed"
+AUDIT_EXPORTED = "audit.exported"
+AUDIT_VERIFIED = "audit.verified"
 # Upstreams and access rules.
 UPSTREAM_CREATED = "upstream.created"
 UPSTREAM_UPDATED = "upstream.updated"
@@ -32,9 +37,23 @@ RULE_CREATED = "rule.created"
 RULE_UPDATED = "rule.updated"
 RULE_DELETED = "rule.deleted"
 
-EVENT_TYPES = frozenset(
-    value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str) and "." in value
-)
+EVENT_TYPE_IDS = {
+    GATEWAY_REQUEST: 1,
+    GATEWAY_DENIED: 2,
+    AUTH_FAILED: 3,
+    TOKEN_CREATED: 4,
+    TOKEN_REVOKED: 5,
+    UPSTREAM_CREATED: 6,
+    UPSTREAM_UPDATED: 7,
+    UPSTREAM_DELETED: 8,
+    RULE_CREATED: 9,
+    RULE_UPDATED: 10,
+    RULE_DELETED: 11,
+    AUDIT_VIEWED: 12,
+    AUDIT_EXPORTED: 13,
+    AUDIT_VERIFIED: 14,
+}
+EVENT_TYPES = frozenset(EVENT_TYPE_IDS)
 
 
 def _request_fields(request: Any) -> dict[str, Any]:

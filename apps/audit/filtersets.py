@@ -1,20 +1,60 @@
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
 import django_filters
+from django.db.models import Q, QuerySet
+from rest_framework.exceptions import ValidationError
 
 from apps.audit.models import AuditEvent, Decision
+
+# A CIDR filter becomes LIKE prefixes on the stored address text; beyond this many it is refused.
+_MAX_PREFIXES = 256
+
+
+def cidr_condition(value: str) -> Q:
+    """``source_ip`` inside ``value`` (an address or an IPv4 CIDR), as index-friendly prefix matches."""
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise ValidationError({"client_ip": [f"{value!r} is not an IP address or CIDR."]}) from None
+    if network.num_addresses == 1:
+        return Q(source_ip=str(network.network_address))
+    if network.version == 6:
+        raise ValidationError({"client_ip": ["IPv6 ranges are not supported; give one address."]})
+    octets = -(-network.prefixlen // 8)  # whole octets that the prefix touches
+    subnets = list(network.subnets(new_prefix=octets * 8)) if network.prefixlen % 8 else [network]
+    if len(subnets) > _MAX_PREFIXES or octets == 0:
+        raise ValidationError({"client_ip": ["The range is too wide; use /8 or narrower."]})
+    condition = Q()
+    for subnet in subnets:
+        prefix = ".".join(str(subnet.network_address).split(".")[:octets]) + "."
+        condition |= Q(source_ip__startswith=prefix)
+    return condition
 
 
 class AuditEventFilterSet(django_filters.FilterSet):
     event_type = django_filters.CharFilter(help_text="e.g. gateway.request, token.created (apps/audit/events.py).")
     actor = django_filters.CharFilter(field_name="actor_username", help_text="Username at the time of the event.")
+    token_key_id = django_filters.CharFilter()
     upstream = django_filters.CharFilter(field_name="upstream_name")
     decision = django_filters.ChoiceFilter(choices=Decision.choices)
-    status = django_filters.NumberFilter()
     reason = django_filters.CharFilter()
+    status = django_filters.NumberFilter()
+    status_min = django_filters.NumberFilter(field_name="status", lookup_expr="gte")
+    status_max = django_filters.NumberFilter(field_name="status", lookup_expr="lte")
+    client_ip = django_filters.CharFilter(method="filter_client_ip", help_text="An address or an IPv4 CIDR.")
     method = django_filters.CharFilter()
     request_id = django_filters.CharFilter()
+    path_prefix = django_filters.CharFilter(field_name="path", lookup_expr="startswith")
     occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
     occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent
-        fields = ("event_type", "actor", "upstream", "decision", "status", "reason", "method", "request_id")
+        fields = ("event_type", "actor", "token_key_id", "upstream", "decision", "reason", "status", "method",
+                  "request_id")  # fmt: skip
+
+    def filter_client_ip(self, queryset: QuerySet[AuditEvent], name: str, value: Any) -> QuerySet[AuditEvent]:
+        return queryset.filter(cidr_condition(value))

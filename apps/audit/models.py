@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Decision(models.TextChoices):
@@ -9,9 +10,25 @@ class Decision(models.TextChoices):
     DENY = "deny"
 
 
+# The only columns ever written after the insert: a gateway attempt's outcome, once
+# (``record_outcome``), and ``actor`` set to NULL by Django when a user is deleted.  The
+# database grants the app exactly these (the ``database`` role); everything else is insert-only.
+OUTCOME_FIELDS = (
+    "completed_at", "duration_ms", "status", "upstream_status", "error", "request_bytes", "request_sha256",
+    "response_bytes", "response_sha256", "ttfb_ms", "client_aborted",
+)  # fmt: skip
+
+
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
     def update(self, **kwargs: object) -> int:
         raise TypeError("Audit events are append-only.")
+
+    def record_outcome(self, pk: int, **outcome: object) -> bool:
+        """Write the outcome of an attempt, once: False if it already had one."""
+        if not set(outcome) <= set(OUTCOME_FIELDS):
+            raise TypeError(f"Only outcome fields may be written after the insert: {OUTCOME_FIELDS}.")
+        pending = self.filter(pk=pk, completed_at__isnull=True)
+        return models.QuerySet.update(pending, **outcome) == 1  # the one sanctioned UPDATE
 
     def delete(self) -> tuple[int, dict[str, int]]:
         raise TypeError("Audit events are append-only.")
@@ -27,16 +44,28 @@ class AuditEvent(models.Model):
     ``upstream_name``) keep an event readable after its subjects are deleted.
     """
 
+    # The primary key is the event's sequence number: the hash chain (apps.audit.sealing)
+    # links events in id order.
+    schema_version = models.PositiveSmallIntegerField(default=1)
     event_type = models.CharField(max_length=64, default="gateway.request")
-    occurred_at = models.DateTimeField(db_index=True)
+    occurred_at = models.DateTimeField()
+    # When the row was written (gateway events are written when their outcome is known);
+    # the sealer only seals rows older than its grace window.
+    recorded_at = models.DateTimeField(default=timezone.now)
     duration_ms = models.FloatField(default=0, help_text="From the start of Django's handling to the last byte sent.")
-    request_id = models.CharField(max_length=64, db_index=True)
+    request_id = models.CharField(max_length=64)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        db_index=False,  # covered by the (actor, occurred_at) index
+    )  # fmt: skip
     actor_username = models.CharField(max_length=150, blank=True)
+    actor_groups = models.JSONField(default=list, blank=True, help_text="The actor's groups at the time.")
+    auth_method = models.CharField(max_length=16, blank=True, help_text="token, session...")
     token_key_id = models.CharField(max_length=32, blank=True, help_text="Never the secret.")
-    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True, help_text="The client, through trusted proxies.")
+    peer_ip = models.GenericIPAddressField(null=True, blank=True, help_text="The address that connected to Apache.")
+    forwarded_chain = models.CharField(max_length=500, blank=True, help_text="X-Forwarded-For as received.")
+    host = models.CharField(max_length=255, blank=True)
     user_agent = models.CharField(max_length=255, blank=True)
     # Plain values, not a foreign key: deleting an upstream must not rewrite its history.
     upstream_id = models.BigIntegerField(null=True, blank=True)
@@ -51,7 +80,16 @@ class AuditEvent(models.Model):
     upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
     error = models.CharField(max_length=64, blank=True)
     request_bytes = models.BigIntegerField(default=0)
+    request_sha256 = models.CharField(max_length=64, blank=True, help_text="Of the body, computed while streaming.")
     response_bytes = models.BigIntegerField(default=0)
+    response_sha256 = models.CharField(max_length=64, blank=True)
+    ttfb_ms = models.FloatField(null=True, blank=True, help_text="Time to the upstream's response headers.")
+    overhead_ms = models.FloatField(null=True, blank=True, help_text="Gateway time before forwarding.")
+    client_aborted = models.BooleanField(default=False)
+    # Set when the outcome is known: at once for denials, at the end of the response for
+    # forwarded requests, by ``audit_reconcile`` for attempts whose process died.
+    completed_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=100, blank=True, help_text="host/pid of the process that handled it.")
     injected_credential = models.CharField(
         max_length=64,
         blank=True,
@@ -69,21 +107,62 @@ class AuditEvent(models.Model):
         ordering = ("-id",)
         # Every filter of the API is paired with the id so a filtered, id-ordered
         # cursor page is an index range scan.
+        # Every filter of the API leads an index, followed by the time it is paged by, so a
+        # filtered page is an index range scan at any table size.
         indexes = [
-            models.Index(fields=("event_type", "id"), name="audit_type_id"),
-            models.Index(fields=("actor_username", "id"), name="audit_actor_id"),
-            models.Index(fields=("upstream_name", "id"), name="audit_upstream_id"),
-            models.Index(fields=("decision", "id"), name="audit_decision_id"),
-            models.Index(fields=("status", "id"), name="audit_status_id"),
+            models.Index(fields=("-occurred_at", "-id"), name="audit_time"),
+            models.Index(fields=("event_type", "-occurred_at"), name="audit_type_time"),
+            models.Index(fields=("actor_username", "-occurred_at"), name="audit_actor_time"),
+            models.Index(fields=("actor", "-occurred_at"), name="audit_actor_id_time"),
+            models.Index(fields=("token_key_id", "-occurred_at"), name="audit_token_time"),
+            models.Index(fields=("upstream_name", "-occurred_at"), name="audit_upstream_time"),
+            models.Index(fields=("decision", "-occurred_at"), name="audit_decision_time"),
+            models.Index(fields=("reason", "-occurred_at"), name="audit_reason_time"),
+            models.Index(fields=("status", "-occurred_at"), name="audit_status_time"),
+            models.Index(fields=("source_ip", "-occurred_at"), name="audit_source_time"),
+            models.Index(fields=("request_id",), name="audit_request_id"),
+            models.Index(fields=("completed_at",), name="audit_completed"),
         ]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.decision} {self.method} {self.upstream_name}{self.path}"
 
     def save(self, *args: object, **kwargs: object) -> None:
-        if self.pk is not None:
+        if not self._state.adding:
             raise TypeError("Audit events are append-only.")
         super().save(*args, **kwargs)  # type: ignore[arg-type]
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise TypeError("Audit events are append-only.")
+
+
+class AuditSeal(models.Model):
+    """A checkpoint of the hash chain: events ``first_seq..last_seq`` (minus ``gaps``) end in
+    ``head_hash``.  Signed with a key kept outside the database and also appended to a
+    checkpoint file outside it (``apps.audit.sealing``).  Append-only, like the events."""
+
+    first_seq = models.BigIntegerField()
+    last_seq = models.BigIntegerField(unique=True)
+    count = models.PositiveIntegerField()
+    gaps = models.JSONField(default=list, help_text="Ids in the range that no committed event has.")
+    prev_hash = models.CharField(max_length=64)
+    head_hash = models.CharField(max_length=64)
+    sealed_at = models.DateTimeField(default=timezone.now)
+    key_id = models.CharField(max_length=32, blank=True)
+    signature = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ("first_seq",)
+
+    def __str__(self) -> str:
+        return f"seal #{self.pk}: {self.first_seq}..{self.last_seq} -> {self.head_hash[:12]}"
+
+
+class AuditEventHash(models.Model):
+    """The chain hash of one sealed event, so that verification can name the first bad seq."""
+
+    seq = models.BigIntegerField(primary_key=True)
+    hash = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return f"{self.seq}: {self.hash[:12]}"

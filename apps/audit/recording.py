@@ -1,15 +1,25 @@
-"""Recording gateway attempts.
+"""Recording gateway attempts, in two phases, fail-closed.
 
-The gateway fills a ``GatewayAttempt`` while it handles a request and calls
-``record()`` exactly once, when the client has the whole answer or has gone.
-Audit writes run in autocommit, outside any transaction of the request.
+1. ``begin()`` commits the attempt (who, what, where, the decision) *before* the request
+   is forwarded.  If it cannot be written the gateway answers 503 and does not contact the
+   upstream, unless the upstream is ``fail_open`` (then a loud error is logged).
+2. ``finish()`` writes the outcome (status, bytes, SHA-256 of both bodies, timings) once,
+   when the response is complete or the client has gone (the WSGI ``close()``).
+
+A refusal has nothing to forward: ``deny()`` writes it complete in one insert.  Attempts
+whose process died before phase 2 are closed as ``interrupted`` by ``audit_reconcile``.
+Audit writes run in autocommit, never inside a transaction of the request.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.utils import timezone
 
@@ -20,6 +30,11 @@ from apps.audit.models import AuditEvent, Decision
 _MAX_TEXT = 2000
 
 
+def _worker() -> str:
+    # Re-read the pid: mod_wsgi forks daemons after this module may have been imported.
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
 @dataclass
 class GatewayAttempt:
     request_id: str
@@ -27,35 +42,102 @@ class GatewayAttempt:
     path: str
     query: str = ""
     source_ip: str | None = None
+    peer_ip: str | None = None
+    forwarded_chain: str = ""
+    host: str = ""
     user_agent: str = ""
     occurred_at: datetime = field(default_factory=timezone.now)
     started: float = field(default_factory=time.monotonic)
     actor_id: int | None = None
     actor_username: str = ""
+    actor_groups: list[str] = field(default_factory=list)
+    auth_method: str = ""
     token_key_id: str = ""
     upstream_id: int | None = None
     upstream_name: str = ""
     decision: str = Decision.DENY
     reason: str = ""
     rule_id: int | None = None
-    status: int = 0
+    status: int | None = None
     upstream_status: int | None = None
     error: str = ""
     injected_credential: str = ""
     request_bytes: int = 0
     response_bytes: int = 0
-    recorded: bool = False
+    ttfb_ms: float | None = None
+    overhead_ms: float | None = None
+    client_aborted: bool = False
+    request_digest: Any = field(default_factory=hashlib.sha256)
+    response_digest: Any = field(default_factory=hashlib.sha256)
+    event_id: int | None = None
+    finished: bool = False
 
-    def record(self) -> AuditEvent | None:
-        if self.recorded:
-            return None
-        self.recorded = True
-        fields = asdict(self)
-        for transient in ("started", "recorded"):
-            fields.pop(transient)
-        fields["path"] = fields["path"][:_MAX_TEXT]
-        fields["query"] = mask_query(fields["query"])[:_MAX_TEXT]
-        fields["user_agent"] = fields["user_agent"][:255]
-        fields["duration_ms"] = round((time.monotonic() - self.started) * 1000, 3)
-        event_type = GATEWAY_REQUEST if self.decision == Decision.ALLOW else GATEWAY_DENIED
-        return AuditEvent.objects.create(event_type=event_type, **fields)
+    def elapsed_ms(self) -> float:
+        return round((time.monotonic() - self.started) * 1000, 3)
+
+    def _attempt_fields(self) -> dict[str, Any]:
+        return {
+            "event_type": GATEWAY_REQUEST if self.decision == Decision.ALLOW else GATEWAY_DENIED,
+            "request_id": self.request_id,
+            "method": self.method,
+            "path": self.path[:_MAX_TEXT],
+            "query": mask_query(self.query)[:_MAX_TEXT],
+            "source_ip": self.source_ip,
+            "peer_ip": self.peer_ip,
+            "forwarded_chain": self.forwarded_chain[:500],
+            "host": self.host[:255],
+            "user_agent": self.user_agent[:255],
+            "occurred_at": self.occurred_at,
+            "actor_id": self.actor_id,
+            "actor_username": self.actor_username,
+            "actor_groups": self.actor_groups,
+            "auth_method": self.auth_method,
+            "token_key_id": self.token_key_id,
+            "upstream_id": self.upstream_id,
+            "upstream_name": self.upstream_name,
+            "decision": self.decision,
+            "reason": self.reason,
+            "rule_id": self.rule_id,
+            "injected_credential": self.injected_credential,
+            "overhead_ms": self.overhead_ms,
+            "worker": _worker(),
+        }
+
+    def _outcome_fields(self) -> dict[str, Any]:
+        return {
+            "completed_at": timezone.now(),
+            "duration_ms": self.elapsed_ms(),
+            "status": self.status,
+            "upstream_status": self.upstream_status,
+            "error": self.error,
+            "request_bytes": self.request_bytes,
+            "request_sha256": self.request_digest.hexdigest() if self.request_bytes else "",
+            "response_bytes": self.response_bytes,
+            "response_sha256": self.response_digest.hexdigest() if self.response_bytes else "",
+            "ttfb_ms": self.ttfb_ms,
+            "client_aborted": self.client_aborted,
+        }
+
+    def deny(self) -> AuditEvent:
+        """A refusal: attempt and outcome in one insert."""
+        self.finished = True
+        event = AuditEvent.objects.create(**self._attempt_fields(), **self._outcome_fields())
+        self.event_id = event.pk
+        return event
+
+    def begin(self) -> AuditEvent:
+        """Phase 1, before forwarding: raises DatabaseError when the attempt cannot be recorded."""
+        self.overhead_ms = self.elapsed_ms()
+        event = AuditEvent.objects.create(**self._attempt_fields())
+        self.event_id = event.pk
+        return event
+
+    def finish(self) -> None:
+        """Phase 2, once: the outcome.  Without a phase-1 row (fail-open) it writes both."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.event_id is None:
+            AuditEvent.objects.create(**self._attempt_fields(), **self._outcome_fields())
+            return
+        AuditEvent.objects.record_outcome(self.event_id, **self._outcome_fields())

@@ -36,7 +36,7 @@ class UpstreamForm(forms.ModelForm):
         fields = (
             "name", "base_url", "enabled", "internal", "description", "connect_timeout", "read_timeout",
             "max_request_bytes", "max_response_bytes", "allowed_methods", "preserve_host", "forward_cookies",
-            "credential_header", "credential_value", "identity_key",
+            "fail_open", "credential_header", "credential_value", "identity_key",
         )  # fmt: skip
 
     def clean(self) -> dict[str, Any]:

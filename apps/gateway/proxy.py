@@ -116,9 +116,8 @@ def request_headers(
         headers[IDENTITY_HEADER] = identity_header(
             upstream.identity_key, attempt.actor_username, attempt.token_key_id, attempt.request_id
         )
-    if upstream.credential_header and upstream.credential_value:
+    if attempt.injected_credential:
         headers[upstream.credential_header] = upstream.credential_value
-        attempt.injected_credential = upstream.credential_header
     return headers
 
 
@@ -137,6 +136,7 @@ class CountingReader:
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size if size and size > 0 else 64 * 1024)
         self._attempt.request_bytes += len(data)
+        self._attempt.request_digest.update(data)
         return data
 
 
@@ -216,6 +216,7 @@ class Relay:
         try:
             for chunk in self._response.stream(settings.GATEWAY_STREAM_CHUNK_BYTES, decode_content=False):
                 self._attempt.response_bytes += len(chunk)
+                self._attempt.response_digest.update(chunk)
                 if self._attempt.response_bytes > self._limit:
                     self._attempt.error = UpstreamError.TOO_LARGE
                     logger.warning("Upstream %s answered more than %d bytes", self._attempt.upstream_name, self._limit)
@@ -229,11 +230,12 @@ class Relay:
     def close(self) -> None:
         if not self._complete and not self._attempt.error:
             self._attempt.error = UpstreamError.CLIENT_ABORTED
+            self._attempt.client_aborted = True
         if self._complete:
             self._response.release_conn()
         else:
             self._response.close()  # A half-read connection cannot be reused.
-        self._attempt.record()
+        self._attempt.finish()
 
 
 class RelayedResponse(StreamingHttpResponse):

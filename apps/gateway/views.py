@@ -8,9 +8,11 @@ event records as its ``reason`` (or ``error`` for upstream failures).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -44,7 +46,7 @@ _STATUS = {
 }
 _NO_BODY_STATUSES = {204, 304}
 _upstreams: TTLCache[Upstream | None] = TTLCache(settings.POLICY_CACHE_SECONDS)
-_groups: TTLCache[frozenset[int]] = TTLCache(settings.POLICY_CACHE_SECONDS)
+_groups: TTLCache[tuple[frozenset[int], tuple[str, ...]]] = TTLCache(settings.POLICY_CACHE_SECONDS)
 
 
 class Refused(Exception):
@@ -61,6 +63,9 @@ def _start_attempt(request: HttpRequest, upstream_name: str) -> GatewayAttempt:
         path=request.META.get("REQUEST_URI", request.path).split("?", 1)[0][:2000],
         query=request.META.get("QUERY_STRING", ""),
         source_ip=client_ip(request.META) or None,
+        peer_ip=request.META.get("REMOTE_ADDR") or None,
+        forwarded_chain=request.META.get("HTTP_X_FORWARDED_FOR", ""),
+        host=request.get_host(),
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
         upstream_name=upstream_name,
     )
@@ -83,8 +88,20 @@ def _authenticate(request: HttpRequest, attempt: GatewayAttempt) -> Any:
     request.user, token = result
     attempt.actor_id = request.user.pk
     attempt.actor_username = request.user.get_username()
+    attempt.actor_groups = list(_groups_of(request.user)[1])
+    attempt.auth_method = "token"
     attempt.token_key_id = getattr(token, "key_id", "")
     return token
+
+
+def _groups_of(user: Any) -> tuple[frozenset[int], tuple[str, ...]]:
+    """The user's group ids and names, cached like the rules (a membership change counts as one)."""
+
+    def load() -> tuple[frozenset[int], tuple[str, ...]]:
+        rows = list(user.groups.order_by("name").values_list("id", "name"))
+        return frozenset(i for i, _ in rows), tuple(n for _, n in rows)
+
+    return _groups.get_or_load(user.pk, load)
 
 
 def _check_request(request: HttpRequest, upstream_name: str, attempt: GatewayAttempt) -> int:
@@ -119,7 +136,7 @@ def _resolve(upstream_name: str, attempt: GatewayAttempt) -> Upstream:
 
 def _decide(request: HttpRequest, token: Any, upstream: Upstream, attempt: GatewayAttempt, length: int) -> None:
     user = request.user
-    group_ids = _groups.get_or_load(user.pk, lambda: frozenset(user.groups.values_list("id", flat=True)))
+    group_ids = _groups_of(user)[0]
     decision = decide(
         AccessRequest(
             user_id=user.pk,
@@ -153,7 +170,7 @@ _DETAIL = {
 
 def _refuse(request: HttpRequest, attempt: GatewayAttempt, refusal: Refused) -> JsonResponse:
     attempt.decision, attempt.reason, attempt.status = Decision.DENY, refusal.reason, refusal.status
-    attempt.record()
+    attempt.deny()
     response = JsonResponse(error_body(request, refusal.reason, refusal.detail), status=refusal.status)
     if refusal.status == 401:
         response["WWW-Authenticate"] = 'Token realm="auditgate"'
@@ -165,7 +182,7 @@ def _upstream_failed(request: HttpRequest, attempt: GatewayAttempt, exc: BaseExc
     status = 504 if error.endswith("timeout") else 502
     logger.warning("Upstream %s failed: %s (%s)", attempt.upstream_name, error, type(exc).__name__)
     attempt.error, attempt.status = error, status
-    attempt.record()
+    attempt.finish()
     return JsonResponse(error_body(request, error, "The upstream did not give a usable answer."), status=status)
 
 
@@ -181,6 +198,18 @@ def gateway(request: HttpRequest, upstream: str | None = None, path: str | None 
     except Refused as refusal:
         return _refuse(request, attempt, refusal)
     attempt.decision, attempt.reason = Decision.ALLOW, Reason.ALLOWED
+    if target.credential_header and target.credential_value:
+        attempt.injected_credential = target.credential_header  # which one, never its value
+    try:
+        attempt.begin()
+    except DatabaseError:
+        if not target.fail_open:
+            logger.exception("Audit trail unavailable: refusing to forward %s (fail-closed)", attempt.request_id)
+            return JsonResponse(
+                error_body(request, "audit_unavailable", "The audit trail cannot record this request now."), status=503
+            )
+        logger.error("AUDIT TRAIL UNAVAILABLE: forwarding %s to fail-open upstream %s UNRECORDED so far",
+                     attempt.request_id, target.name)  # fmt: skip
     return _forward(request, attempt, target, length)
 
 
@@ -191,10 +220,12 @@ def _forward(request: HttpRequest, attempt: GatewayAttempt, target: Upstream, le
         return _refuse(request, attempt, Refused(Reason.INVALID_PATH, "The path does not stay on the upstream."))
     body = proxy.CountingReader(request, attempt) if length else None  # type: ignore[arg-type]
     headers = proxy.request_headers(request, target, attempt, length)
+    sent = time.monotonic()
     try:
         upstream_response = proxy.open_upstream(target, attempt.method, url, headers, body)
     except proxy.UPSTREAM_FAILURES as exc:
         return _upstream_failed(request, attempt, exc)
+    attempt.ttfb_ms = round((time.monotonic() - sent) * 1000, 3)
     attempt.status = attempt.upstream_status = upstream_response.status
     if proxy.declared_length(upstream_response) > target.max_response_bytes:
         upstream_response.close()

@@ -158,6 +158,18 @@ POLICY_CACHE_SECONDS = 1.0
 # last_used_at / last_used_ip are written at most once per this many seconds per token.
 TOKEN_LAST_USED_INTERVAL = 60
 
+# --- Audit trail -------------------------------------------------------------------------
+# The sealer (manage.py audit_seal, run by cron) chains events into signed checkpoints.
+# It only seals events written longer ago than this, so that an event with a lower id
+# that commits late is never skipped (keep it above the longest audit insert).
+AUDIT_SEAL_GRACE_SECONDS = env.int("AUDITGATE_AUDIT_SEAL_GRACE_SECONDS", 60)
+# The HMAC key that signs checkpoints. Only the sealer and `audit_verify` need it: the
+# deploy keeps it in a root-only file, out of the web daemons' reach.
+AUDIT_SEAL_KEY = env.str("AUDITGATE_AUDIT_SEAL_KEY", "")
+AUDIT_SEAL_KEY_ID = env.str("AUDITGATE_AUDIT_SEAL_KEY_ID", "1")
+# Every checkpoint is also appended here (one JSON line each): ship it off the box.
+AUDIT_CHECKPOINT_FILE = env.str("AUDITGATE_AUDIT_CHECKPOINT_FILE", "/var/lib/auditgate/audit-checkpoints.jsonl")
+
 # --- Gateway -----------------------------------------------------------------------------
 GATEWAY_STREAM_CHUNK_BYTES = 64 * 1024
 # Names this gateway in the Via header it adds; loop detection counts it on the way in.

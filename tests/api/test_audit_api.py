@@ -1,3 +1,4 @@
+import json
 from datetime import timedelta
 
 import pytest
@@ -78,3 +79,87 @@ def test_events_can_be_filtered_by_type(auditor, make_event):
     make_event(request_id="g")
     results = auditor.get("/api/audit/events/", {"event_type": "token.created"}).json()["results"]
     assert [e["event_type"] for e in results] == ["token.created"]  # the auditor's own token
+
+
+def test_users_who_are_not_auditors_see_only_their_own_events(client_for, make_user, make_event):
+    alice, bob = make_user("alice"), make_user("bob")
+    make_event(request_id="alice-1", actor=alice, actor_username="alice")
+    make_event(request_id="bob-1", actor=bob, actor_username="bob")
+    results = client_for(alice).get("/api/audit/events/", {"event_type": "gateway.request"}).json()["results"]
+    assert [e["request_id"] for e in results] == ["alice-1"]
+    bobs = AuditEvent.objects.get(request_id="bob-1")
+    assert client_for(alice).get(f"/api/audit/events/{bobs.id}/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({"client_ip": "10.1.2.3"}, {"a"}),
+        ({"client_ip": "10.1.0.0/16"}, {"a", "b"}),
+        ({"client_ip": "10.1.2.0/23"}, {"a"}),
+        ({"client_ip": "10.0.0.0/8"}, {"a", "b", "c"}),
+        ({"client_ip": "2001:db8::1"}, {"v6"}),
+        ({"status_min": 400}, {"b", "c"}),
+        ({"status_min": 400, "status_max": 499}, {"b"}),
+        ({"path_prefix": "/admin"}, {"c"}),
+        ({"token_key_id": "kid2"}, {"b"}),
+        ({"reason": "denied_by_rule"}, {"b"}),
+    ],
+)
+def test_the_filters_people_need(auditor, make_event, query, expected):
+    make_event(request_id="a", source_ip="10.1.2.3", status=200, path="/reports", token_key_id="kid1")
+    make_event(request_id="b", source_ip="10.1.77.1", status=403, reason="denied_by_rule", token_key_id="kid2")
+    make_event(request_id="c", source_ip="10.200.0.1", status=502, path="/admin/x")
+    make_event(request_id="v6", source_ip="2001:db8::1", status=200)
+    results = auditor.get("/api/audit/events/", {**query, "event_type": "gateway.request"}).json()["results"]
+    assert {e["request_id"] for e in results} == expected
+
+
+@pytest.mark.parametrize("value", ["not-an-ip", "2001:db8::/64", "0.0.0.0/0"])
+def test_bad_client_ip_filters_are_400(auditor, value):
+    response = auditor.get("/api/audit/events/", {"client_ip": value})
+    assert (response.status_code, response.json()["code"]) == (400, "invalid")
+
+
+def test_reading_the_audit_trail_is_itself_audited(auditor, make_event):
+    make_event(request_id="x")
+    auditor.get("/api/audit/events/", {"upstream": "crm"})
+    viewed = AuditEvent.objects.get(event_type="audit.viewed")
+    assert viewed.query == "upstream=crm"
+    assert viewed.actor_username.startswith("user")
+
+
+def test_the_export_streams_csv_safe_from_formula_injection(auditor, make_event):
+    make_event(request_id="plain", user_agent="curl/8")
+    make_event(request_id="evil", user_agent='=HYPERLINK("http://x")', actor_username="@SUM(1+1)")
+    response = auditor.get("/api/audit/events/export/", {"event_type": "gateway.request"})
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv"
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [r["request_id"] for r in rows] == ["plain", "evil"]
+    assert rows[1]["user_agent"].startswith("'=") and rows[1]["actor_username"] == "'@SUM(1+1)"
+    assert AuditEvent.objects.filter(event_type="audit.exported").count() == 1
+
+
+def test_the_export_in_ndjson_honours_the_filters(auditor, make_event, monkeypatch):
+    from apps.audit import exporting
+
+    monkeypatch.setattr(exporting, "BATCH", 3)  # several keyset pages
+    for i in range(7):
+        make_event(request_id=f"r{i}", status=200 if i % 2 else 500)
+    response = auditor.get("/api/audit/events/export/", {"format": "ndjson", "status": 500})
+    assert response["Content-Type"] == "application/x-ndjson"
+    lines = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    assert [line["request_id"] for line in lines] == ["r0", "r2", "r4", "r6"]
+
+
+def test_ordinary_users_export_only_their_own_events(client_for, make_user, make_event):
+    alice = make_user("alice")
+    make_event(request_id="mine", actor=alice)
+    make_event(request_id="theirs")
+    query = {"format": "ndjson", "event_type": "gateway.request"}
+    body = b"".join(client_for(alice).get("/api/audit/events/export/", query).streaming_content)
+    assert [json.loads(line)["request_id"] for line in body.decode().splitlines()] == ["mine"]

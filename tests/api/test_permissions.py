@@ -5,8 +5,8 @@ import pytest
 pytestmark = pytest.mark.django_db
 
 ADMIN_ONLY = ["/api/upstreams/", "/api/rules/"]
-AUDITORS = ["/api/audit/events/"]
-ANY_USER = ["/api/me/", "/api/"]
+AUDITORS = ["/api/audit/verify"]
+ANY_USER = ["/api/me/", "/api/", "/api/audit/events/", "/api/tokens/"]
 
 
 @pytest.mark.parametrize("url", ADMIN_ONLY + AUDITORS + ANY_USER)

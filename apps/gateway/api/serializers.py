@@ -35,7 +35,7 @@ class UpstreamSerializer(serializers.HyperlinkedModelSerializer):
         fields = (
             "url", "id", "name", "base_url", "enabled", "internal", "description",
             "connect_timeout", "read_timeout", "max_request_bytes", "max_response_bytes", "allowed_methods",
-            "preserve_host", "forward_cookies", "credential_header", "credential_value", "has_credential",
+            "preserve_host", "forward_cookies", "fail_open", "credential_header", "credential_value", "has_credential",
             "identity_key", "has_identity_key", "created_at", "updated_at",
         )  # fmt: skip
 

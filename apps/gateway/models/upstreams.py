@@ -49,6 +49,10 @@ class Upstream(models.Model):
     allowed_methods = models.JSONField(default=all_methods, validators=[validate_methods])
     preserve_host = models.BooleanField(default=False, help_text="Send the client's Host header, not the upstream's.")
     forward_cookies = models.BooleanField(default=False, help_text="Forward the caller's Cookie header.")
+    fail_open = models.BooleanField(
+        default=False,
+        help_text="Forward even when the audit trail cannot record the attempt (logged loudly). Default: refuse (503).",
+    )
     # Write-only secrets: never returned by the API or shown by the admin, never logged or audited.
     credential_header = models.CharField(
         max_length=100, blank=True, validators=[validate_header_name], help_text="e.g. Authorization or X-Api-Key."

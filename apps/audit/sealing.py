@@ -1,0 +1,282 @@
+"""Tamper evidence: a hash chain over the audit events, sealed into signed checkpoints.
+
+Events are chained in ``seq`` (= primary key) order::
+
+    hash_n = SHA-256(hash_{n-1} || canonical_bytes(event_n)),   hash_0 = 32 zero bytes
+
+``seal()`` extends the chain over events written longer ago than the grace window
+(an event with a lower id may commit after a higher one; once the window has passed,
+a missing id is a rolled-back insert and is recorded in the checkpoint's ``gaps``).
+Each call writes the per-event hashes, one ``AuditSeal`` checkpoint signed with
+HMAC-SHA256 under a key kept outside the database, and appends the checkpoint to a
+file outside the database.
+
+``verify()`` recomputes everything.  Inside the database it finds edited, deleted,
+inserted and swapped events (the first bad seq) and forks between checkpoints.  An
+attacker who rewrites events *and* recomputes every hash is caught by the signatures
+(with the key) and by the external checkpoint file, which also catches a truncated tail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.audit.models import AuditEvent, AuditEventHash, AuditSeal
+
+GENESIS = "0" * 64
+# What is sealed of an event: every field but ``actor`` (the foreign key is set to NULL
+# when a user is deleted; ``actor_username`` keeps who it was) and ``recorded_at``'s peers
+# are all in.  Changing this list needs a new ``schema_version``.
+SEALED_FIELDS = tuple(f.attname for f in AuditEvent._meta.concrete_fields if f.attname not in ("actor_id",))
+_BATCH = 5000
+
+
+def canonical_bytes(values: dict[str, Any]) -> bytes:
+    """Sorted-key compact JSON of the sealed fields; datetimes as UTC ISO-8601."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC).isoformat()
+        return value
+
+    return json.dumps(
+        {name: plain(values[name]) for name in SEALED_FIELDS}, sort_keys=True, separators=(",", ":"),
+        ensure_ascii=False, default=str,
+    ).encode()  # fmt: skip
+
+
+def chain(previous: str, values: dict[str, Any]) -> str:
+    return hashlib.sha256(bytes.fromhex(previous) + canonical_bytes(values)).hexdigest()
+
+
+def _events(first: int, last: int | None = None) -> Iterator[dict[str, Any]]:
+    """Events with ``first <= id (<= last)`` in id order, in batches (constant memory)."""
+    cursor = first
+    while True:
+        batch = AuditEvent.objects.filter(id__gte=cursor).order_by("id")
+        if last is not None:
+            batch = batch.filter(id__lte=last)
+        rows = list(batch.values(*SEALED_FIELDS)[:_BATCH])
+        yield from rows
+        if len(rows) < _BATCH:
+            return
+        cursor = rows[-1]["id"] + 1
+
+
+# --- checkpoints -----------------------------------------------------------------------
+
+
+def checkpoint_payload(seal: AuditSeal) -> dict[str, Any]:
+    return {
+        "first_seq": seal.first_seq,
+        "last_seq": seal.last_seq,
+        "count": seal.count,
+        "gaps": seal.gaps,
+        "prev_hash": seal.prev_hash,
+        "head_hash": seal.head_hash,
+        "sealed_at": seal.sealed_at.astimezone(UTC).isoformat(),
+        "key_id": seal.key_id,
+    }
+
+
+def sign(payload: dict[str, Any], key: str) -> str:
+    message = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _append_checkpoint(seal: AuditSeal, path: str) -> None:
+    if not path:
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({**checkpoint_payload(seal), "signature": seal.signature}, sort_keys=True) + "\n")
+
+
+# --- sealing ---------------------------------------------------------------------------
+
+
+def seal(*, now: datetime | None = None, grace: timedelta | None = None, limit: int = 100_000) -> AuditSeal | None:
+    """Seal the events that are old enough; returns the new checkpoint, or None if nothing to seal."""
+    now = now or timezone.now()
+    cutoff = now - (grace if grace is not None else timedelta(seconds=settings.AUDIT_SEAL_GRACE_SECONDS))
+    with transaction.atomic(), _sealer_lock():
+        last = AuditSeal.objects.order_by("-last_seq").first()
+        previous = last.head_hash if last else GENESIS
+        # The chain starts at the first event ever written (ids before it never existed).
+        expected = (
+            last.last_seq + 1 if last else (AuditEvent.objects.order_by("id").values_list("id", flat=True).first() or 1)
+        )
+        hashes, gaps, first = [], [], expected
+        for values in _events(expected):
+            # An attempt still waiting for its outcome (or completed within the grace window)
+            # stops the chain here: nothing after it is sealed before it.
+            completed = values["completed_at"]
+            if completed is None or completed > cutoff or values["recorded_at"] > cutoff or len(hashes) >= limit:
+                break
+            gaps.extend(range(expected, values["id"]))
+            previous = chain(previous, values)
+            hashes.append(AuditEventHash(seq=values["id"], hash=previous))
+            expected = values["id"] + 1
+        if not hashes:
+            return None
+        checkpoint = AuditSeal(
+            first_seq=first, last_seq=hashes[-1].seq, count=len(hashes), gaps=gaps,
+            prev_hash=last.head_hash if last else GENESIS, head_hash=previous, sealed_at=now,
+            key_id=settings.AUDIT_SEAL_KEY_ID if settings.AUDIT_SEAL_KEY else "",
+        )  # fmt: skip
+        if settings.AUDIT_SEAL_KEY:
+            checkpoint.signature = sign(checkpoint_payload(checkpoint), settings.AUDIT_SEAL_KEY)
+        # Inserts only: the app's database user may not update or delete audit tables.
+        AuditEventHash.objects.bulk_create(hashes, batch_size=_BATCH)
+        checkpoint.save()
+    _append_checkpoint(checkpoint, settings.AUDIT_CHECKPOINT_FILE)
+    return checkpoint
+
+
+class _sealer_lock:
+    """One sealer at a time, across processes and hosts (a MariaDB named lock)."""
+
+    def __enter__(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT GET_LOCK('auditgate.sealer', 10)")
+            if cursor.fetchone()[0] != 1:
+                raise RuntimeError("Another sealer is running.")
+
+    def __exit__(self, *exc: object) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT RELEASE_LOCK('auditgate.sealer')")
+
+
+# --- verification ----------------------------------------------------------------------
+
+
+@dataclass
+class Problem:
+    kind: str  # altered | deleted | inserted | fork | bad_signature | checkpoint_missing | checkpoint_mismatch
+    seq: int | None
+    detail: str
+
+
+@dataclass
+class Report:
+    events_checked: int = 0
+    segments_checked: int = 0
+    unsealed_tail: int = 0
+    signatures_checked: bool = False
+    checkpoint_file_checked: bool = False
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_bad_seq(self) -> int | None:
+        seqs = [p.seq for p in self.problems if p.seq is not None]
+        return min(seqs) if seqs else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "first_bad_seq": self.first_bad_seq,
+            "events_checked": self.events_checked,
+            "segments_checked": self.segments_checked,
+            "unsealed_tail": self.unsealed_tail,
+            "signatures_checked": self.signatures_checked,
+            "checkpoint_file_checked": self.checkpoint_file_checked,
+            "problems": [vars(p) for p in self.problems],
+        }
+
+
+def verify(*, key: str = "", checkpoint_file: str = "", progress: Callable[[int], None] | None = None) -> Report:
+    report = Report(signatures_checked=bool(key))
+    previous = GENESIS
+    seals = list(AuditSeal.objects.order_by("first_seq"))
+    for checkpoint in seals:
+        _verify_segment(checkpoint, previous, key, report, progress)
+        previous = checkpoint.head_hash
+    last_sealed = seals[-1].last_seq if seals else 0
+    report.unsealed_tail = AuditEvent.objects.filter(id__gt=last_sealed).count()
+    if checkpoint_file:
+        _verify_checkpoint_file(Path(checkpoint_file), seals, report)
+    return report
+
+
+def _verify_segment(
+    checkpoint: AuditSeal, previous: str, key: str, report: Report, progress: Callable[[int], None] | None
+) -> None:
+    report.segments_checked += 1
+    problems = report.problems
+    if checkpoint.prev_hash != previous:
+        problems.append(
+            Problem("fork", checkpoint.first_seq, f"segment {checkpoint.pk} does not follow its predecessor")
+        )
+    if key and not hmac.compare_digest(checkpoint.signature, sign(checkpoint_payload(checkpoint), key)):
+        problems.append(Problem("bad_signature", checkpoint.first_seq, f"segment {checkpoint.pk} signature mismatch"))
+    stored = dict(
+        AuditEventHash.objects.filter(seq__gte=checkpoint.first_seq, seq__lte=checkpoint.last_seq).values_list(
+            "seq", "hash"
+        )
+    )
+    gaps = set(checkpoint.gaps)
+    expected = checkpoint.first_seq
+    running = checkpoint.prev_hash
+    for values in _events(checkpoint.first_seq, checkpoint.last_seq):
+        seq = values["id"]
+        for missing in range(expected, seq):
+            if missing not in gaps:
+                problems.append(Problem("deleted", missing, "a sealed event is missing"))
+        if seq in gaps or seq not in stored:
+            problems.append(Problem("inserted", seq, "an event that was never sealed appears in a sealed range"))
+        else:
+            running = chain(running, values)
+            if running != stored[seq]:
+                problems.append(Problem("altered", seq, "the event or its chain hash was changed"))
+                running = stored[seq]  # resynchronise to report later problems independently
+        expected = seq + 1
+        report.events_checked += 1
+        if progress and report.events_checked % 1000 == 0:
+            progress(1000)
+    for missing in range(expected, checkpoint.last_seq + 1):
+        if missing not in gaps:
+            problems.append(Problem("deleted", missing, "a sealed event is missing"))
+    if running != checkpoint.head_hash:
+        problems.append(
+            Problem("altered", checkpoint.last_seq, f"segment {checkpoint.pk} does not end in its head hash")
+        )
+
+
+def _verify_checkpoint_file(path: Path, seals: list[AuditSeal], report: Report) -> None:
+    report.checkpoint_file_checked = True
+    if not path.is_file():
+        report.problems.append(Problem("checkpoint_missing", None, f"{path} does not exist"))
+        return
+    in_db = {seal.last_seq: seal for seal in seals}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        outside = json.loads(line)
+        seal = in_db.get(outside["last_seq"])
+        if seal is None:
+            detail = f"the segment ending at {outside['last_seq']} is in {path.name} but not in the database"
+            report.problems.append(Problem("checkpoint_missing", outside["first_seq"], detail))
+            continue
+        inside = {**checkpoint_payload(seal), "signature": seal.signature}
+        if any(
+            inside[k] != outside.get(k)
+            for k in ("first_seq", "last_seq", "count", "head_hash", "prev_hash", "signature")
+        ):
+            detail = f"segment {seal.pk} differs from {path.name}"
+            report.problems.append(Problem("checkpoint_mismatch", seal.first_seq, detail))

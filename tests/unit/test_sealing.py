@@ -1,0 +1,196 @@
+"""Tamper evidence: the chain, the checkpoints, and every way of tampering, each detected."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from apps.audit import sealing
+from apps.audit.models import AuditEvent, AuditEventHash, AuditSeal
+
+pytestmark = pytest.mark.django_db
+
+KEY = "test-seal-key-0123456789"
+LONG_AGO = timezone.now() - timedelta(hours=1)
+
+
+@pytest.fixture(autouse=True)
+def seal_settings(settings, tmp_path):
+    settings.AUDIT_SEAL_KEY = KEY
+    settings.AUDIT_CHECKPOINT_FILE = str(tmp_path / "checkpoints.jsonl")
+    return settings
+
+
+@pytest.fixture
+def events(make_event):
+    """Ten events written an hour ago, sealed in two checkpoints of five."""
+    made = [make_event(request_id=f"r{i}", path=f"/p{i}", recorded_at=LONG_AGO) for i in range(10)]
+    assert sealing.seal(limit=5).count == 5
+    assert sealing.seal(limit=5).count == 5
+    return made
+
+
+def sql(statement: str, *params) -> None:
+    """What an attacker with database access does, bypassing the append-only model."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+
+
+def verify(**kwargs) -> sealing.Report:
+    return sealing.verify(**kwargs)
+
+
+def full_verify(settings) -> sealing.Report:
+    return sealing.verify(key=KEY, checkpoint_file=settings.AUDIT_CHECKPOINT_FILE)
+
+
+def test_an_untouched_trail_verifies(events, seal_settings):
+    report = full_verify(seal_settings)
+    assert report.ok, report.problems
+    assert (report.events_checked, report.segments_checked, report.signatures_checked) == (10, 2, True)
+    with open(seal_settings.AUDIT_CHECKPOINT_FILE) as handle:
+        lines = [json.loads(line) for line in handle]
+    assert [(c["first_seq"], c["last_seq"]) for c in lines] == [
+        (events[0].id, events[4].id),
+        (events[5].id, events[9].id),
+    ]
+    assert lines[1]["prev_hash"] == lines[0]["head_hash"]
+
+
+def test_the_chain_is_the_documented_formula(events):
+    first, second = (AuditEvent.objects.filter(pk=e.pk).values(*sealing.SEALED_FIELDS).get() for e in events[:2])
+    import hashlib
+
+    h1 = hashlib.sha256(bytes(32) + sealing.canonical_bytes(first)).hexdigest()
+    h2 = hashlib.sha256(bytes.fromhex(h1) + sealing.canonical_bytes(second)).hexdigest()
+    assert AuditEventHash.objects.get(seq=events[1].id).hash == h2
+
+
+def test_recent_events_wait_for_the_grace_window(make_event):
+    old = make_event(recorded_at=LONG_AGO)
+    make_event()  # just written: a lower id might still be committing
+    checkpoint = sealing.seal()
+    assert (checkpoint.first_seq, checkpoint.last_seq) == (old.id, old.id)
+    assert sealing.seal() is None  # never sealed twice
+    assert verify().unsealed_tail == 1
+
+
+def test_a_late_committing_lower_id_is_never_skipped(make_event):
+    first = make_event(recorded_at=LONG_AGO)
+    late = make_event()  # lower id, still within the grace window ...
+    after = make_event(recorded_at=LONG_AGO)  # ... so this older-looking one must wait too
+    assert sealing.seal().last_seq == first.id
+    AuditEvent.objects.filter(pk=late.pk)  # time passes:
+    assert sealing.seal(now=timezone.now() + timedelta(minutes=5)).last_seq == after.id
+    assert verify().ok
+
+
+def test_ids_that_never_committed_are_recorded_as_gaps(make_event):
+    first = make_event(recorded_at=LONG_AGO)
+    after_gap = make_event(id=first.id + 3, recorded_at=LONG_AGO)
+    checkpoint = sealing.seal()
+    assert checkpoint.gaps == [first.id + 1, first.id + 2]
+    assert checkpoint.last_seq == after_gap.id
+    assert verify().ok
+
+
+def test_an_edited_event_is_found(events, seal_settings):
+    sql("UPDATE audit_auditevent SET status = 200, path = '/innocent' WHERE id = %s", events[3].id)
+    report = full_verify(seal_settings)
+    assert (report.ok, report.first_bad_seq) == (False, events[3].id)
+    assert report.problems[0].kind == "altered"
+
+
+def test_a_deleted_event_is_found(events, seal_settings):
+    sql("DELETE FROM audit_auditevent WHERE id = %s", events[6].id)
+    report = full_verify(seal_settings)
+    assert report.first_bad_seq == events[6].id
+    assert "deleted" in {p.kind for p in report.problems}
+
+
+def test_an_event_replaced_by_a_forged_one_is_found(events, seal_settings, make_event):
+    sql("DELETE FROM audit_auditevent WHERE id = %s", events[2].id)
+    make_event(id=events[2].id, request_id="forged", recorded_at=LONG_AGO)
+    report = full_verify(seal_settings)
+    assert (report.first_bad_seq, report.problems[0].kind) == (events[2].id, "altered")
+
+
+def test_an_event_in_a_recorded_gap_is_found(make_event, seal_settings):
+    first = make_event(recorded_at=LONG_AGO)
+    make_event(id=first.id + 2, recorded_at=LONG_AGO)
+    sealing.seal()
+    make_event(id=first.id + 1, recorded_at=LONG_AGO)  # inserted into the gap afterwards
+    report = full_verify(seal_settings)
+    assert [(p.kind, p.seq) for p in report.problems] == [("inserted", first.id + 1)]
+
+
+def test_swapped_events_are_found(events, seal_settings):
+    a, b = events[1], events[2]
+    sql("UPDATE audit_auditevent SET path = CASE id WHEN %s THEN %s ELSE %s END WHERE id IN (%s, %s)",
+        a.id, b.path, a.path, a.id, b.id)  # fmt: skip
+    report = full_verify(seal_settings)
+    assert report.first_bad_seq == a.id
+    assert {p.seq for p in report.problems if p.kind == "altered"} >= {a.id, b.id}
+
+
+def test_a_truncated_tail_is_found_only_through_the_external_checkpoints(events, seal_settings):
+    last = AuditSeal.objects.order_by("-last_seq").first()
+    sql("DELETE FROM audit_auditevent WHERE id >= %s", last.first_seq)
+    sql("DELETE FROM audit_auditeventhash WHERE seq >= %s", last.first_seq)
+    sql("DELETE FROM audit_auditseal WHERE id = %s", last.pk)
+    assert verify().ok  # consistent inside the database ...
+    report = full_verify(seal_settings)  # ... but not with the checkpoints outside it
+    assert not report.ok
+    assert report.problems[0].kind == "checkpoint_missing"
+    assert report.first_bad_seq == last.first_seq
+
+
+def test_a_rewrite_with_recomputed_hashes_is_found_by_signature_and_file(events, seal_settings):
+    sql("UPDATE audit_auditevent SET actor_username = 'someone-else' WHERE id = %s", events[7].id)
+    # The attacker recomputes every hash and checkpoint head, but cannot sign without the key.
+    previous = sealing.GENESIS
+    for checkpoint in AuditSeal.objects.order_by("first_seq"):
+        sql("UPDATE audit_auditseal SET prev_hash = %s WHERE id = %s", previous, checkpoint.pk)
+        for values in sealing._events(checkpoint.first_seq, checkpoint.last_seq):
+            previous = sealing.chain(previous, values)
+            sql("UPDATE audit_auditeventhash SET hash = %s WHERE seq = %s", previous, values["id"])
+        sql("UPDATE audit_auditseal SET head_hash = %s WHERE id = %s", previous, checkpoint.pk)
+    assert verify().ok  # without the key and the file, the forgery is consistent
+    report = full_verify(seal_settings)
+    kinds = {p.kind for p in report.problems}
+    assert {"bad_signature", "checkpoint_mismatch"} <= kinds
+    assert report.first_bad_seq == events[5].id  # the first segment that changed
+
+
+def test_the_verify_command_exits_non_zero_and_names_the_first_bad_seq(events, capsys):
+    from django.core.management import CommandError, call_command
+
+    call_command("audit_verify", "--no-progress")
+    assert "audit trail intact" in capsys.readouterr().out
+    sql("UPDATE audit_auditevent SET status = 599 WHERE id = %s", events[4].id)
+    with pytest.raises(CommandError, match=f"first bad seq: {events[4].id}"):
+        call_command("audit_verify", "--no-progress")
+
+
+def test_the_seal_command_reports_what_it_sealed(make_event, capsys):
+    from django.core.management import call_command
+
+    make_event(recorded_at=LONG_AGO)
+    call_command("audit_seal")
+    assert capsys.readouterr().out.startswith("sealed ")
+    call_command("audit_seal")
+    assert capsys.readouterr().out.strip() == "nothing to seal"
+
+
+def test_auditors_can_verify_through_the_api(events, client_for, make_user):
+    auditor = client_for(make_user(groups=("auditor",)))
+    body = auditor.get("/api/audit/verify").json()
+    assert (body["ok"], body["events_checked"]) == (True, 10)
+    sql("UPDATE audit_auditevent SET status = 599 WHERE id = %s", events[8].id)
+    body = auditor.get("/api/audit/verify").json()
+    assert (body["ok"], body["first_bad_seq"]) == (False, events[8].id)
+    assert client_for(make_user()).get("/api/audit/verify").status_code == 403
