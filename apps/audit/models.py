@@ -166,3 +166,20 @@ class AuditEventHash(models.Model):
 
     def __str__(self) -> str:
         return f"{self.seq}: {self.hash[:12]}"
+
+
+class AuditPurge(models.Model):
+    """Retention: every sealed segment up to ``through_seq`` was exported and deleted.
+
+    The checkpoints of purged segments stay, so the chain of checkpoints still verifies."""
+
+    through_seq = models.BigIntegerField()
+    events = models.PositiveBigIntegerField()
+    export_file = models.CharField(max_length=500)
+    purged_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("through_seq",)
+
+    def __str__(self) -> str:
+        return f"purged through {self.through_seq}"

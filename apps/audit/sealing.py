@@ -201,11 +201,17 @@ class Report:
 
 
 def verify(*, key: str = "", checkpoint_file: str = "", progress: Callable[[int], None] | None = None) -> Report:
+    from apps.audit.retention import purged_through
+
     report = Report(signatures_checked=bool(key))
     previous = GENESIS
     seals = list(AuditSeal.objects.order_by("first_seq"))
+    purged = purged_through()
     for checkpoint in seals:
-        _verify_segment(checkpoint, previous, key, report, progress)
+        if checkpoint.last_seq <= purged:  # exported and deleted: its checkpoint still links and is signed
+            _verify_checkpoint_only(checkpoint, previous, key, report)
+        else:
+            _verify_segment(checkpoint, previous, key, report, progress)
         previous = checkpoint.head_hash
     last_sealed = seals[-1].last_seq if seals else 0
     report.unsealed_tail = AuditEvent.objects.filter(id__gt=last_sealed).count()
@@ -214,17 +220,19 @@ def verify(*, key: str = "", checkpoint_file: str = "", progress: Callable[[int]
     return report
 
 
+def _verify_checkpoint_only(checkpoint: AuditSeal, previous: str, key: str, report: Report) -> None:
+    report.segments_checked += 1
+    if checkpoint.prev_hash != previous:
+        report.problems.append(Problem("fork", checkpoint.first_seq, f"segment {checkpoint.pk} does not follow"))
+    if key and not hmac.compare_digest(checkpoint.signature, sign(checkpoint_payload(checkpoint), key)):
+        report.problems.append(Problem("bad_signature", checkpoint.first_seq, f"segment {checkpoint.pk} signature"))
+
+
 def _verify_segment(
     checkpoint: AuditSeal, previous: str, key: str, report: Report, progress: Callable[[int], None] | None
 ) -> None:
-    report.segments_checked += 1
+    _verify_checkpoint_only(checkpoint, previous, key, report)
     problems = report.problems
-    if checkpoint.prev_hash != previous:
-        problems.append(
-            Problem("fork", checkpoint.first_seq, f"segment {checkpoint.pk} does not follow its predecessor")
-        )
-    if key and not hmac.compare_digest(checkpoint.signature, sign(checkpoint_payload(checkpoint), key)):
-        problems.append(Problem("bad_signature", checkpoint.first_seq, f"segment {checkpoint.pk} signature mismatch"))
     stored = dict(
         AuditEventHash.objects.filter(seq__gte=checkpoint.first_seq, seq__lte=checkpoint.last_seq).values_list(
             "seq", "hash"

@@ -3,7 +3,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from rest_framework.routers import DefaultRouter
 
-from apps.audit.api.views import AuditEventViewSet, AuditVerifyView
+from apps.audit.api.views import AuditEventViewSet, AuditStatsView, AuditVerifyView
 from apps.gateway.api.tokens import APITokenViewSet
 from apps.gateway.api.views import AccessRuleViewSet, PolicyCheckView, UpstreamViewSet
 from apps.gateway.views import gateway
@@ -26,6 +26,7 @@ urlpatterns = [
     path("api/me/", MeView.as_view(), name="me"),
     path("api/policy/check", PolicyCheckView.as_view(), name="policy-check"),
     path("api/audit/verify", AuditVerifyView.as_view(), name="audit-verify"),
+    path("api/audit/stats", AuditStatsView.as_view(), name="audit-stats"),
     path("api/auth/", include("rest_framework.urls")),
     path("api/", include(router.urls)),
     path("admin/", admin.site.urls),

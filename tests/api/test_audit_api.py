@@ -163,3 +163,25 @@ def test_ordinary_users_export_only_their_own_events(client_for, make_user, make
     query = {"format": "ndjson", "event_type": "gateway.request"}
     body = b"".join(client_for(alice).get("/api/audit/events/export/", query).streaming_content)
     assert [json.loads(line)["request_id"] for line in body.decode().splitlines()] == ["mine"]
+
+
+def test_stats_count_per_bucket_and_give_latency_percentiles(auditor, make_event):
+    now = timezone.now().replace(minute=30, second=0, microsecond=0)
+    for ms in range(1, 101):
+        make_event(occurred_at=now, duration_ms=float(ms), upstream_name="crm", status=200)
+    make_event(occurred_at=now - timedelta(hours=1), upstream_name="crm", decision="deny", status=403,
+               event_type="gateway.denied")  # fmt: skip
+    body = auditor.get("/api/audit/stats", {"bucket": "hour"}).json()
+    counts = {(c["decision"], c["status"]): c["count"] for c in body["counts"]}
+    assert counts == {("allow", 200): 100, ("deny", 403): 1}
+    latency = body["latency_ms"]
+    assert latency["p50"] == pytest.approx(50.5) and latency["p99"] == pytest.approx(99.01)
+
+
+def test_stats_refuse_an_unknown_bucket(auditor):
+    response = auditor.get("/api/audit/stats", {"bucket": "fortnight"})
+    assert (response.status_code, response.json()["code"]) == (400, "invalid")
+
+
+def test_stats_are_for_auditors(client_for, make_user):
+    assert client_for(make_user()).get("/api/audit/stats").status_code == 403

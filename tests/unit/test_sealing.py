@@ -194,3 +194,36 @@ def test_auditors_can_verify_through_the_api(events, client_for, make_user):
     body = auditor.get("/api/audit/verify").json()
     assert (body["ok"], body["first_bad_seq"]) == (False, events[8].id)
     assert client_for(make_user()).get("/api/audit/verify").status_code == 403
+
+
+def test_purging_old_segments_exports_them_and_verification_still_passes(make_event, seal_settings, tmp_path):
+    from django.core.management import call_command
+
+    old = timezone.now() - timedelta(days=400)
+    for i in range(6):
+        make_event(request_id=f"old{i}", occurred_at=old, recorded_at=LONG_AGO)
+    sealing.seal(limit=3)
+    sealing.seal(limit=3)
+    recent = make_event(request_id="recent", recorded_at=LONG_AGO)
+    sealing.seal()
+    call_command("audit_purge", "--before", (timezone.now() - timedelta(days=365)).date().isoformat(),
+                 "--export-dir", str(tmp_path / "purged"), "--no-progress")  # fmt: skip
+    assert list(AuditEvent.objects.values_list("request_id", flat=True)) == ["recent"]
+    exported = (tmp_path / "purged").glob("*.ndjson")
+    lines = [json.loads(line) for path in exported for line in path.read_text().splitlines()]
+    assert [line["request_id"] for line in lines] == [f"old{i}" for i in range(6)]
+    report = full_verify(seal_settings)
+    assert report.ok, report.problems
+    assert (report.segments_checked, report.events_checked) == (3, 1)
+    assert AuditEvent.objects.get().pk == recent.pk
+
+
+def test_only_whole_segments_entirely_before_the_date_are_purged(make_event, tmp_path):
+    from apps.audit import retention
+
+    old = timezone.now() - timedelta(days=400)
+    make_event(occurred_at=old, recorded_at=LONG_AGO)
+    make_event(recorded_at=LONG_AGO)  # same segment, but recent
+    sealing.seal()
+    assert retention.purge(timezone.now() - timedelta(days=365), tmp_path) is None
+    assert AuditEvent.objects.count() == 2

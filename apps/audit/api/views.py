@@ -4,13 +4,14 @@ from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from rest_framework import viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.audit import events, exporting, sealing
+from apps.audit import events, exporting, sealing, stats
 from apps.audit.api.serializers import AuditEventSerializer
 from apps.audit.filtersets import AuditEventFilterSet
 from apps.audit.models import AuditEvent
@@ -91,3 +92,34 @@ class AuditVerifyView(APIView):
         report = sealing.verify()
         events.record(events.AUDIT_VERIFIED, request=request, reason="ok" if report.ok else "not_intact")
         return Response(report.as_dict())
+
+
+class AuditStatsView(APIView):
+    """Requests, denials and errors over time per upstream, and latency percentiles.
+
+    ``?bucket=minute|hour|day`` (default hour), ``occurred_after`` / ``occurred_before``
+    (default: the last 24 hours) and every filter of the event list.
+    """
+
+    permission_classes = [IsAuditor]
+
+    def get(self, request: Any) -> Response:
+        bucket = request.query_params.get("bucket", "hour")
+        if bucket not in stats.BUCKETS:
+            raise ValidationError({"bucket": [f"One of {', '.join(stats.BUCKETS)}."]})
+        filterset = AuditEventFilterSet(request.query_params, queryset=AuditEvent.objects.all(), request=request)
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        after, before = stats.window(filterset.form.cleaned_data.get("occurred_after"),
+                                     filterset.form.cleaned_data.get("occurred_before"))  # fmt: skip
+        queryset = filterset.qs.filter(occurred_at__gte=after, occurred_at__lt=before)
+        gateway = queryset.filter(event_type__startswith="gateway.")
+        return Response(
+            {
+                "from": after.isoformat(),
+                "to": before.isoformat(),
+                "bucket": bucket,
+                "counts": stats.counts(gateway, bucket),
+                "latency_ms": stats.latency_percentiles(gateway.filter(event_type="gateway.request")),
+            }
+        )

@@ -1,0 +1,64 @@
+"""Retention: export, then delete, whole sealed segments older than a date.
+
+Only a prefix of the chain is ever purged (the oldest segments, each entirely before
+the date), the events are written to an NDJSON file first, rows go in batches, and the
+checkpoints stay: ``verify()`` then checks the purged part through its checkpoints
+(linkage and signatures) and everything after it in full.  Needs the privileged
+database account: the app's own may not delete audit rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models, transaction
+from django.db.models import Max
+
+from apps.audit import exporting
+from apps.audit.models import AuditEvent, AuditEventHash, AuditPurge, AuditSeal
+
+BATCH = 5000
+
+
+def purged_through() -> int:
+    return AuditPurge.objects.aggregate(last=Max("through_seq"))["last"] or 0
+
+
+def purgeable_segments(before: datetime) -> list[AuditSeal]:
+    """The oldest sealed segments whose every event occurred before ``before``."""
+    chosen = []
+    for seal in AuditSeal.objects.filter(last_seq__gt=purged_through()).order_by("first_seq"):
+        events = AuditEvent.objects.filter(id__gte=seal.first_seq, id__lte=seal.last_seq)
+        newest = events.aggregate(newest=Max("occurred_at"))["newest"]
+        if newest is not None and newest >= before:
+            break
+        chosen.append(seal)
+    return chosen
+
+
+def purge(before: datetime, export_dir: Path, progress: Callable[[int], None] | None = None) -> AuditPurge | None:
+    segments = purgeable_segments(before)
+    if not segments:
+        return None
+    first, last = segments[0].first_seq, segments[-1].last_seq
+    export_dir.mkdir(parents=True, exist_ok=True)
+    target = export_dir / f"audit-events-{first}-{last}.ndjson"
+    in_range = AuditEvent.objects.filter(id__gte=first, id__lte=last)
+    with target.open("w", encoding="utf-8") as handle:
+        for row in exporting.rows(in_range):
+            handle.write(json.dumps(row, cls=DjangoJSONEncoder, separators=(",", ":")) + "\n")
+    deleted = 0
+    for low in range(first, last + 1, BATCH):
+        high = min(low + BATCH - 1, last)
+        with transaction.atomic():
+            # The model refuses deletes; retention is the one sanctioned exception.
+            count, _ = models.QuerySet.delete(AuditEvent.objects.filter(id__gte=low, id__lte=high))
+            AuditEventHash.objects.filter(seq__gte=low, seq__lte=high).delete()
+        deleted += count
+        if progress:
+            progress(high - low + 1)
+    return AuditPurge.objects.create(through_seq=last, events=deleted, export_file=str(target))

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Audit trail benchmark: query, export, verify and insert costs at N rows.
+
+Runs against the test database account (``test_auditgate``, recreated here), never the
+deployed database.  Prints a table and writes bench/results/audit-<rows>-<time>.json.
+
+    .venv/bin/python bench/audit_bench.py --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "site")]
+os.environ.setdefault("AUDITGATE_ENV_FILE", "/etc/auditgate/auditgate.env:/etc/auditgate/test.env")
+os.environ["AUDITGATE_DB_NAME"] = "test_auditgate"
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auditgate.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth.models import Group, User  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from apps.audit import exporting, sealing  # noqa: E402
+from apps.audit.models import AuditEvent  # noqa: E402
+from apps.audit.seeding import seed  # noqa: E402
+from apps.gateway.tokens import create_token  # noqa: E402
+
+FILTERS = {
+    "newest page": {},
+    "one actor": {"actor": "user042"},
+    "one upstream, denied": {"upstream": "svc-hr", "decision": "deny"},
+    "server errors": {"status_min": 500},
+    "client /24": {"client_ip": "10.1.7.0/24"},
+    "last hour": {"occurred_after": None},
+}
+
+
+def fresh_database() -> None:
+    with connection._nodb_cursor() as cursor:  # as Django's test runner does: no database selected
+        cursor.execute("DROP DATABASE IF EXISTS test_auditgate")
+        cursor.execute("CREATE DATABASE test_auditgate CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    connection.close()
+    call_command("migrate", verbosity=0)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q * 100) - 1]
+
+
+def first_pages(client: Client, runs: int) -> dict[str, dict[str, float]]:
+    results = {}
+    for name, query in FILTERS.items():
+        query = {k: v or (timezone.now() - timezone.timedelta(hours=1)).isoformat() for k, v in query.items()}
+        timings = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            response = client.get("/api/audit/events/", query)
+            timings.append((time.perf_counter() - start) * 1000)
+            assert response.status_code == 200, response.content[:300]
+        results[name] = {"p50_ms": round(statistics.median(timings), 2), "p95_ms": round(percentile(timings, 0.95), 2)}
+    return results
+
+
+def export_rate() -> dict[str, float]:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start, rows = time.perf_counter(), 0
+    for _ in exporting.ndjson_lines(AuditEvent.objects.all()):
+        rows += 1
+    elapsed = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"rows_per_s": round(rows / elapsed), "peak_rss_mb": round(peak / 1024, 1),
+            "rss_growth_mb": round((peak - before) / 1024, 1)}  # fmt: skip
+
+
+def seal_and_verify() -> dict[str, float]:
+    start = time.perf_counter()
+    while sealing.seal(now=timezone.now() + timezone.timedelta(hours=1), limit=100_000):
+        pass
+    sealed = time.perf_counter() - start
+    start = time.perf_counter()
+    report = sealing.verify(key=settings.AUDIT_SEAL_KEY)
+    verified = time.perf_counter() - start
+    assert report.ok, report.problems[:3]
+    return {"seal_rows_per_s": round(report.events_checked / sealed),
+            "verify_rows_per_s": round(report.events_checked / verified)}  # fmt: skip
+
+
+def insert_cost(samples: int = 500) -> float:
+    rows = [seed_row() for _ in range(samples)]
+    start = time.perf_counter()
+    for row in rows:
+        row.save()
+    return round((time.perf_counter() - start) / samples * 1000, 3)
+
+
+def seed_row() -> AuditEvent:
+    import random
+
+    from apps.audit.seeding import _event
+
+    return _event(random.Random(), timezone.now(), 60)  # noqa: S311
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    fresh_database()
+    result: dict[str, object] = {"rows": args.rows, "insert_ms_empty": insert_cost()}
+    start = time.perf_counter()
+    seed(args.rows)
+    result["seed_rows_per_s"] = round(args.rows / (time.perf_counter() - start))
+    result["insert_ms_full"] = insert_cost()
+    auditor = User.objects.create_user("bench-auditor")
+    auditor.groups.add(Group.objects.get_or_create(name="auditor")[0])
+    _, token = create_token(user=auditor, label="bench", expires_at=timezone.now() + timezone.timedelta(days=1),
+                            management_api=True)  # fmt: skip
+    client = Client(HTTP_AUTHORIZATION=f"Token {token}", HTTP_HOST="localhost")
+    result["first_page"] = first_pages(client, args.runs)
+    result["export"] = export_rate()
+    result["chain"] = seal_and_verify()
+    print(json.dumps(result, indent=2))
+    out = ROOT / "bench" / "results" / f"audit-{args.rows}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
