@@ -32,7 +32,7 @@ DEV_SETTINGS = AUDITGATE_DEV=true AUDITGATE_ENV_FILE='$(DEV_ENV_FILE)' AUDITGATE
 # Exported, so that every ansible-playbook (also those the test suite starts) reads it.
 export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
 
-.PHONY: help deploy tools venv test lint dev
+.PHONY: help deploy tools venv test lint dev bench-audit
 
 help: ## List the targets.
 	@echo "Targets:"
@@ -80,3 +80,7 @@ dev: venv ## Serve the working tree with mod_wsgi-express on DEV_PORT (never run
 		--server-root $(CURDIR)/.build/mod_wsgi-express \
 		--locale C.UTF-8 --log-to-terminal \
 		$(if $(filter 0,$(shell id -u)),--user $(DEV_USER) --group $(DEV_USER))
+
+ROWS ?= 1000000
+bench-audit: venv ## Audit trail benchmark at ROWS events (uses the test database; not part of test).
+	$(VENV)/bin/python bench/audit_bench.py --rows $(ROWS)

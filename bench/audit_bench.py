@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "site")]
 os.environ.setdefault("AUDITGATE_ENV_FILE", "/etc/auditgate/auditgate.env:/etc/auditgate/test.env")
 os.environ["AUDITGATE_DB_NAME"] = "test_auditgate"
+os.environ["AUDITGATE_AUDIT_CHECKPOINT_FILE"] = ""  # never the deployment's checkpoint file
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auditgate.settings")
 
 import django  # noqa: E402

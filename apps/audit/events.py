@@ -77,7 +77,9 @@ def record(event_type: str, *, request: Any = None, **fields: Any) -> AuditEvent
     """Write one event; ``fields`` are AuditEvent fields and win over the request's."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"Unknown audit event type {event_type!r}: add it to apps.audit.events.")
-    values = {"occurred_at": timezone.now(), **_request_fields(request), **fields}
+    now = timezone.now()
+    # Such events are complete when written (only gateway attempts have a second phase).
+    values = {"occurred_at": now, "completed_at": now, **_request_fields(request), **fields}
     return AuditEvent.objects.create(event_type=event_type, **values)
 
 

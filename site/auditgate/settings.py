@@ -167,8 +167,9 @@ AUDIT_SEAL_GRACE_SECONDS = env.int("AUDITGATE_AUDIT_SEAL_GRACE_SECONDS", 60)
 # deploy keeps it in a root-only file, out of the web daemons' reach.
 AUDIT_SEAL_KEY = env.str("AUDITGATE_AUDIT_SEAL_KEY", "")
 AUDIT_SEAL_KEY_ID = env.str("AUDITGATE_AUDIT_SEAL_KEY_ID", "1")
-# Every checkpoint is also appended here (one JSON line each): ship it off the box.
-AUDIT_CHECKPOINT_FILE = env.str("AUDITGATE_AUDIT_CHECKPOINT_FILE", "/var/lib/auditgate/audit-checkpoints.jsonl")
+# Every checkpoint is also appended here (one JSON line each): ship it off the box. The
+# deploy sets it (seal.env); empty means no file (development, tests, benchmarks).
+AUDIT_CHECKPOINT_FILE = env.str("AUDITGATE_AUDIT_CHECKPOINT_FILE", "")
 
 # --- Gateway -----------------------------------------------------------------------------
 GATEWAY_STREAM_CHUNK_BYTES = 64 * 1024

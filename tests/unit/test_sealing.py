@@ -227,3 +227,13 @@ def test_only_whole_segments_entirely_before_the_date_are_purged(make_event, tmp
     sealing.seal()
     assert retention.purge(timezone.now() - timedelta(days=365), tmp_path) is None
     assert AuditEvent.objects.count() == 2
+
+
+def test_events_other_than_gateway_attempts_are_complete_and_sealable(admin_user, rf):
+    from apps.audit import events
+
+    request = rf.get("/api/upstreams/")
+    request.user = admin_user
+    event = events.record(events.UPSTREAM_DELETED, request=request, object_type="gateway.upstream", object_id="1")
+    assert event.completed_at is not None
+    assert sealing.seal(now=timezone.now() + timedelta(minutes=5)).last_seq == event.pk
