@@ -108,18 +108,20 @@ class AuditEvent(models.Model):
         # Every filter of the API is paired with the id so a filtered, id-ordered
         # cursor page is an index range scan.
         # Every filter of the API leads an index, followed by the time it is paged by, so a
-        # filtered page is an index range scan at any table size.
+        # filtered page is an index range scan at any table size.  Ascending on purpose:
+        # InnoDB appends the id, and (filter, occurred_at, id) read backwards is exactly the
+        # newest-first page order; a DESC column would force a sort.
         indexes = [
-            models.Index(fields=("-occurred_at", "-id"), name="audit_time"),
-            models.Index(fields=("event_type", "-occurred_at"), name="audit_type_time"),
-            models.Index(fields=("actor_username", "-occurred_at"), name="audit_actor_time"),
-            models.Index(fields=("actor", "-occurred_at"), name="audit_actor_id_time"),
-            models.Index(fields=("token_key_id", "-occurred_at"), name="audit_token_time"),
-            models.Index(fields=("upstream_name", "-occurred_at"), name="audit_upstream_time"),
-            models.Index(fields=("decision", "-occurred_at"), name="audit_decision_time"),
-            models.Index(fields=("reason", "-occurred_at"), name="audit_reason_time"),
-            models.Index(fields=("status", "-occurred_at"), name="audit_status_time"),
-            models.Index(fields=("source_ip", "-occurred_at"), name="audit_source_time"),
+            models.Index(fields=("occurred_at", "id"), name="audit_time"),
+            models.Index(fields=("event_type", "occurred_at"), name="audit_type_time"),
+            models.Index(fields=("actor_username", "occurred_at"), name="audit_actor_time"),
+            models.Index(fields=("actor", "occurred_at"), name="audit_actor_id_time"),
+            models.Index(fields=("token_key_id", "occurred_at"), name="audit_token_time"),
+            models.Index(fields=("upstream_name", "occurred_at"), name="audit_upstream_time"),
+            models.Index(fields=("decision", "occurred_at"), name="audit_decision_time"),
+            models.Index(fields=("reason", "occurred_at"), name="audit_reason_time"),
+            models.Index(fields=("status", "occurred_at"), name="audit_status_time"),
+            models.Index(fields=("source_ip", "occurred_at"), name="audit_source_time"),
             models.Index(fields=("request_id",), name="audit_request_id"),
             models.Index(fields=("completed_at",), name="audit_completed"),
         ]

@@ -269,7 +269,8 @@ def _verify_segment(
 def _verify_checkpoint_file(path: Path, seals: list[AuditSeal], report: Report) -> None:
     report.checkpoint_file_checked = True
     if not path.is_file():
-        report.problems.append(Problem("checkpoint_missing", None, f"{path} does not exist"))
+        if seals:  # nothing sealed yet is the only reason for the file not to exist
+            report.problems.append(Problem("checkpoint_missing", seals[0].first_seq, f"{path} does not exist"))
         return
     in_db = {seal.last_seq: seal for seal in seals}
     for line in path.read_text(encoding="utf-8").splitlines():

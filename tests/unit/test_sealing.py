@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -237,3 +238,13 @@ def test_events_other_than_gateway_attempts_are_complete_and_sealable(admin_user
     event = events.record(events.UPSTREAM_DELETED, request=request, object_type="gateway.upstream", object_id="1")
     assert event.completed_at is not None
     assert sealing.seal(now=timezone.now() + timedelta(minutes=5)).last_seq == event.pk
+
+
+def test_a_missing_checkpoint_file_matters_only_once_something_was_sealed(make_event, seal_settings, tmp_path):
+    seal_settings.AUDIT_CHECKPOINT_FILE = str(tmp_path / "none-yet.jsonl")
+    make_event(recorded_at=LONG_AGO)
+    assert full_verify(seal_settings).ok  # nothing sealed, no file: fine
+    sealing.seal()
+    Path(seal_settings.AUDIT_CHECKPOINT_FILE).unlink()
+    report = full_verify(seal_settings)
+    assert [p.kind for p in report.problems] == ["checkpoint_missing"]
