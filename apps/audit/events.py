@@ -25,6 +25,10 @@ AUTH_FAILED = "auth.failed"
 # API tokens.
 TOKEN_CREATED = "token.created"
 TOKEN_REVOKED = "token.revoked"
+# Users and groups, changed in the admin.
+USER_CREATED = "user.created"
+USER_UPDATED = "user.updated"
+USER_DELETED = "user.deleted"
 # The audit trail's own readers: auditors' reads, exports and verifications are audited too.
 AUDIT_VIEWED = "audit.viewed"
 AUDIT_EXPORTED = "audit.exported"
@@ -52,6 +56,9 @@ EVENT_TYPE_IDS = {
     AUDIT_VIEWED: 12,
     AUDIT_EXPORTED: 13,
     AUDIT_VERIFIED: 14,
+    USER_CREATED: 15,
+    USER_UPDATED: 16,
+    USER_DELETED: 17,
 }
 EVENT_TYPES = frozenset(EVENT_TYPE_IDS)
 

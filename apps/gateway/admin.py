@@ -2,6 +2,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User
 
 from apps.audit import events
 from apps.gateway import actions, admin_tokens  # noqa: F401 (registers the token admin)
@@ -66,3 +68,12 @@ class AccessRuleAdmin(AuditedAdmin):
     autocomplete_fields = ("user", "group")
     raw_id_fields = ("upstream",)
     event_types = {"created": events.RULE_CREATED, "updated": events.RULE_UPDATED, "deleted": events.RULE_DELETED}
+
+
+# Users change through the same audited path (their password hash is masked in the event).
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class AuditedUserAdmin(AuditedAdmin, UserAdmin):
+    event_types = {"created": events.USER_CREATED, "updated": events.USER_UPDATED, "deleted": events.USER_DELETED}

@@ -73,3 +73,19 @@ def test_audit_events_cannot_be_deleted_in_the_admin(browser, make_event):
     event = make_event()
     assert browser.get(f"/admin/audit/auditevent/{event.pk}/delete/").status_code == 403
     assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_user_changes_in_the_admin_are_audited_without_the_password_hash(browser):
+    from django.contrib.auth.models import User
+
+    password = "a-Long-passw0rd!x"
+    form = {"username": "carol", "password1": password, "password2": password, "usable_password": "true"}
+    response = browser.post("/admin/auth/user/add/", form)
+    assert response.status_code == 302, response.content[:1500]
+    carol = User.objects.get(username="carol")
+    created = AuditEvent.objects.get(event_type="user.created")
+    assert created.object_id == str(carol.pk)
+    assert created.changes["password"] == [None, "********"]
+    assert carol.password not in str(created.changes)
+    browser.post(f"/admin/auth/user/{carol.pk}/delete/", {"post": "yes"})
+    assert AuditEvent.objects.filter(event_type="user.deleted", object_id=str(carol.pk)).exists()
