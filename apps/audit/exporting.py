@@ -10,6 +10,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -23,14 +24,20 @@ EXPORT_FIELDS = tuple(f.attname for f in AuditEvent._meta.concrete_fields)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def rows(queryset: QuerySet[AuditEvent]) -> Iterator[dict[str, Any]]:
+def _tuples(queryset: QuerySet[AuditEvent]) -> Iterator[tuple[Any, ...]]:
+    """Keyset pages of raw value tuples in EXPORT_FIELDS order (no model or dict per row)."""
     last = 0
     while True:
-        page = list(queryset.filter(id__gt=last).order_by("id").values(*EXPORT_FIELDS)[:BATCH])
+        page = list(queryset.filter(id__gt=last).order_by("id").values_list(*EXPORT_FIELDS)[:BATCH])
         yield from page
         if len(page) < BATCH:
             return
-        last = page[-1]["id"]
+        last = page[-1][0]
+
+
+def rows(queryset: QuerySet[AuditEvent]) -> Iterator[dict[str, Any]]:
+    for values in _tuples(queryset):
+        yield dict(zip(EXPORT_FIELDS, values, strict=True))
 
 
 def safe_cell(value: Any) -> Any:
@@ -45,8 +52,8 @@ def csv_lines(queryset: QuerySet[AuditEvent]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(EXPORT_FIELDS)
-    for row in rows(queryset):
-        writer.writerow([safe_cell(row[name]) for name in EXPORT_FIELDS])
+    for values in _tuples(queryset):
+        writer.writerow([safe_cell(value) for value in values])
         if buffer.tell() > 64 * 1024:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -55,5 +62,12 @@ def csv_lines(queryset: QuerySet[AuditEvent]) -> Iterator[str]:
 
 
 def ndjson_lines(queryset: QuerySet[AuditEvent]) -> Iterator[str]:
-    for row in rows(queryset):
-        yield json.dumps(row, cls=DjangoJSONEncoder, separators=(",", ":")) + "\n"
+    encode = json.JSONEncoder(separators=(",", ":"), default=_plain).encode
+    for values in _tuples(queryset):
+        yield encode(dict(zip(EXPORT_FIELDS, values, strict=True))) + "\n"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return DjangoJSONEncoder().default(value)

@@ -35,43 +35,45 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent, AuditEventHash, AuditSeal
 
 GENESIS = "0" * 64
-# What is sealed of an event: every field but ``actor`` (the foreign key is set to NULL
-# when a user is deleted; ``actor_username`` keeps who it was) and ``recorded_at``'s peers
-# are all in.  Changing this list needs a new ``schema_version``.
-SEALED_FIELDS = tuple(f.attname for f in AuditEvent._meta.concrete_fields if f.attname not in ("actor_id",))
+# What is sealed of an event: every column but ``actor_id`` (set to NULL when a user is
+# deleted; ``actor_username`` keeps who it was), in table order, read raw from the database
+# (what is stored is what is sealed).  Changing this list needs a new ``schema_version``.
+SEALED_FIELDS = tuple(f for f in AuditEvent._meta.concrete_fields if f.attname != "actor_id")
+ID, COMPLETED, RECORDED = (
+    next(i for i, f in enumerate(SEALED_FIELDS) if f.attname == name) for name in ("id", "completed_at", "recorded_at")
+)
+_SELECT = "SELECT {} FROM {} WHERE id >= %s AND id <= %s ORDER BY id LIMIT %s".format(  # noqa: S608 - our own column names
+    ", ".join(connection.ops.quote_name(f.column) for f in SEALED_FIELDS), AuditEvent._meta.db_table
+)
 _BATCH = 5000
+_LAST = 2**63 - 1
+
+Row = tuple[Any, ...]
 
 
-def canonical_bytes(values: dict[str, Any]) -> bytes:
-    """Sorted-key compact JSON of the sealed fields; datetimes as UTC ISO-8601."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, datetime):
-            return value.astimezone(UTC).isoformat()
-        return value
-
+def canonical_bytes(row: Row) -> bytes:
+    """A compact JSON array of the sealed columns; datetimes (UTC, as stored) in ISO-8601."""
     return json.dumps(
-        {name: plain(values[name]) for name in SEALED_FIELDS}, sort_keys=True, separators=(",", ":"),
-        ensure_ascii=False, default=str,
+        [value.isoformat() if isinstance(value, datetime) else value for value in row],
+        ensure_ascii=False, separators=(",", ":"), default=str,
     ).encode()  # fmt: skip
 
 
-def chain(previous: str, values: dict[str, Any]) -> str:
-    return hashlib.sha256(bytes.fromhex(previous) + canonical_bytes(values)).hexdigest()
+def chain(previous: str, row: Row) -> str:
+    return hashlib.sha256(bytes.fromhex(previous) + canonical_bytes(row)).hexdigest()
 
 
-def _events(first: int, last: int | None = None) -> Iterator[dict[str, Any]]:
-    """Events with ``first <= id (<= last)`` in id order, in batches (constant memory)."""
-    cursor = first
-    while True:
-        batch = AuditEvent.objects.filter(id__gte=cursor).order_by("id")
-        if last is not None:
-            batch = batch.filter(id__lte=last)
-        rows = list(batch.values(*SEALED_FIELDS)[:_BATCH])
-        yield from rows
-        if len(rows) < _BATCH:
-            return
-        cursor = rows[-1]["id"] + 1
+def _events(first: int, last: int | None = None) -> Iterator[Row]:
+    """Raw event rows with ``first <= id (<= last)`` in id order, in batches (constant memory)."""
+    cursor_at, last = first, _LAST if last is None else last
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(_SELECT, [cursor_at, last, _BATCH])
+            rows = cursor.fetchall()
+            yield from rows
+            if len(rows) < _BATCH:
+                return
+            cursor_at = rows[-1][ID] + 1
 
 
 # --- checkpoints -----------------------------------------------------------------------
@@ -119,16 +121,17 @@ def seal(*, now: datetime | None = None, grace: timedelta | None = None, limit: 
             last.last_seq + 1 if last else (AuditEvent.objects.order_by("id").values_list("id", flat=True).first() or 1)
         )
         hashes, gaps, first = [], [], expected
-        for values in _events(expected):
+        stored_cutoff = cutoff.astimezone(UTC).replace(tzinfo=None)  # raw rows hold naive UTC
+        for row in _events(expected):
             # An attempt still waiting for its outcome (or completed within the grace window)
             # stops the chain here: nothing after it is sealed before it.
-            completed = values["completed_at"]
-            if completed is None or completed > cutoff or values["recorded_at"] > cutoff or len(hashes) >= limit:
+            completed = row[COMPLETED]
+            if completed is None or completed > stored_cutoff or row[RECORDED] > stored_cutoff or len(hashes) >= limit:
                 break
-            gaps.extend(range(expected, values["id"]))
-            previous = chain(previous, values)
-            hashes.append(AuditEventHash(seq=values["id"], hash=previous))
-            expected = values["id"] + 1
+            gaps.extend(range(expected, row[ID]))
+            previous = chain(previous, row)
+            hashes.append(AuditEventHash(seq=row[ID], hash=previous))
+            expected = row[ID] + 1
         if not hashes:
             return None
         checkpoint = AuditSeal(
@@ -241,15 +244,15 @@ def _verify_segment(
     gaps = set(checkpoint.gaps)
     expected = checkpoint.first_seq
     running = checkpoint.prev_hash
-    for values in _events(checkpoint.first_seq, checkpoint.last_seq):
-        seq = values["id"]
+    for row in _events(checkpoint.first_seq, checkpoint.last_seq):
+        seq = row[ID]
         for missing in range(expected, seq):
             if missing not in gaps:
                 problems.append(Problem("deleted", missing, "a sealed event is missing"))
         if seq in gaps or seq not in stored:
             problems.append(Problem("inserted", seq, "an event that was never sealed appears in a sealed range"))
         else:
-            running = chain(running, values)
+            running = chain(running, row)
             if running != stored[seq]:
                 problems.append(Problem("altered", seq, "the event or its chain hash was changed"))
                 running = stored[seq]  # resynchronise to report later problems independently
