@@ -248,3 +248,14 @@ def test_a_missing_checkpoint_file_matters_only_once_something_was_sealed(make_e
     Path(seal_settings.AUDIT_CHECKPOINT_FILE).unlink()
     report = full_verify(seal_settings)
     assert [p.kind for p in report.problems] == ["checkpoint_missing"]
+
+
+def test_seeded_events_are_realistic_complete_and_verifiable(capsys):
+    from django.core.management import call_command
+
+    call_command("audit_seed", "--rows", "120", "--no-progress")
+    assert capsys.readouterr().out.strip() == "seeded 120 events"
+    assert AuditEvent.objects.filter(completed_at__isnull=False).count() == 120
+    assert {"allow", "deny"} == set(AuditEvent.objects.values_list("decision", flat=True))
+    sealing.seal(now=timezone.now() + timedelta(hours=1))
+    assert sealing.verify().ok
