@@ -154,6 +154,9 @@ def test_the_export_in_ndjson_honours_the_filters(auditor, make_event, monkeypat
     assert response["Content-Type"] == "application/x-ndjson"
     lines = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
     assert [line["request_id"] for line in lines] == ["r0", "r2", "r4", "r6"]
+    first = lines[0]
+    assert (first["client_aborted"], first["actor_groups"], first["changes"]) == (False, [], None)
+    assert first["occurred_at"].endswith("Z") and "T" in first["occurred_at"]
 
 
 def test_ordinary_users_export_only_their_own_events(client_for, make_user, make_event):
