@@ -188,13 +188,23 @@ def _upstream_failed(request: HttpRequest, attempt: GatewayAttempt, exc: BaseExc
 
 @csrf_exempt  # Token-authenticated only: cookies never authenticate on /gw/.
 def gateway(request: HttpRequest, upstream: str | None = None, path: str | None = None) -> HttpResponse:
-    upstream = upstream or ""
-    attempt = _start_attempt(request, upstream)
+    attempt = _start_attempt(request, upstream or "")
+    try:
+        return _handle(request, upstream or "", attempt)
+    except DatabaseError:
+        # No database: nothing can be decided or recorded, so nothing is forwarded (fail-closed).
+        logger.exception("Database unavailable: refusing %s", attempt.request_id)
+        body = error_body(request, "database_unavailable", "The gateway cannot decide or record this request now.")
+        return JsonResponse(body, status=503)
+
+
+def _handle(request: HttpRequest, upstream: str, attempt: GatewayAttempt) -> HttpResponse:
     try:
         token = _authenticate(request, attempt)
         length = _check_request(request, upstream, attempt)
         target = _resolve(upstream, attempt)
         _decide(request, token, target, attempt, length)
+        url = _target_url(target, attempt)
     except Refused as refusal:
         return _refuse(request, attempt, refusal)
     attempt.decision, attempt.reason = Decision.ALLOW, Reason.ALLOWED
@@ -210,14 +220,17 @@ def gateway(request: HttpRequest, upstream: str | None = None, path: str | None 
             )
         logger.error("AUDIT TRAIL UNAVAILABLE: forwarding %s to fail-open upstream %s UNRECORDED so far",
                      attempt.request_id, target.name)  # fmt: skip
-    return _forward(request, attempt, target, length)
+    return _forward(request, attempt, target, url, length)
 
 
-def _forward(request: HttpRequest, attempt: GatewayAttempt, target: Upstream, length: int) -> HttpResponse:
+def _target_url(target: Upstream, attempt: GatewayAttempt) -> str:
     try:
-        url = target.url_for(attempt.path, attempt.query)
+        return target.url_for(attempt.path, attempt.query)
     except UnsafeTarget:
-        return _refuse(request, attempt, Refused(Reason.INVALID_PATH, "The path does not stay on the upstream."))
+        raise Refused(Reason.INVALID_PATH, "The path does not stay on the upstream.") from None
+
+
+def _forward(request: HttpRequest, attempt: GatewayAttempt, target: Upstream, url: str, length: int) -> HttpResponse:
     body = proxy.CountingReader(request, attempt) if length else None  # type: ignore[arg-type]
     headers = proxy.request_headers(request, target, attempt, length)
     sent = time.monotonic()

@@ -139,3 +139,19 @@ def test_the_reconcile_command_reports(make_event, capsys):
     call_command("audit_reconcile")
     assert capsys.readouterr().out.startswith("interrupted: 1")
     assert json.dumps(list(AuditEvent.objects.values_list("error", flat=True))) == '["interrupted"]'
+
+
+def test_without_the_database_the_gateway_answers_503_not_500(client_for, alice, upstream, upstream_server,
+                                                              monkeypatch):  # fmt: skip
+    from apps.gateway import views
+
+    token_client = client_for(alice)
+
+    def down(*args, **kwargs):
+        raise DatabaseError("server has gone away")
+
+    monkeypatch.setattr(views, "_resolve", down)
+    seen_before = len(upstream_server.server.seen)
+    response = token_client.get("/gw/up/x")
+    assert (response.status_code, response.json()["code"]) == (503, "database_unavailable")
+    assert len(upstream_server.server.seen) == seen_before
