@@ -77,3 +77,14 @@ admin.site.unregister(User)
 @admin.register(User)
 class AuditedUserAdmin(AuditedAdmin, UserAdmin):
     event_types = {"created": events.USER_CREATED, "updated": events.USER_UPDATED, "deleted": events.USER_DELETED}
+
+    def save_related(self, request: Any, form: Any, formsets: Any, change: bool) -> None:
+        # Group membership is many-to-many, saved after the user row: audit it here, as a change
+        # of its own, since it decides which group rules apply to the user.
+        before = sorted(form.instance.groups.values_list("name", flat=True)) if change else []
+        super().save_related(request, form, formsets, change)
+        after = sorted(form.instance.groups.values_list("name", flat=True))
+        if before != after:
+            events.record_change(
+                events.USER_UPDATED, form.instance, request=request, changes={"groups": [before, after]}
+            )

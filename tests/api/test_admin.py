@@ -89,3 +89,16 @@ def test_user_changes_in_the_admin_are_audited_without_the_password_hash(browser
     assert carol.password not in str(created.changes)
     browser.post(f"/admin/auth/user/{carol.pk}/delete/", {"post": "yes"})
     assert AuditEvent.objects.filter(event_type="user.deleted", object_id=str(carol.pk)).exists()
+
+
+def test_group_membership_changes_in_the_admin_are_audited(browser, make_user):
+    from django.contrib.auth.models import Group
+
+    dave = make_user("dave")
+    ops = Group.objects.create(name="ops")
+    joined = {"date_joined_0": "2026-01-01", "date_joined_1": "00:00:00"}
+    form = {"username": "dave", "is_active": "on", "groups": [ops.pk], **joined}
+    response = browser.post(f"/admin/auth/user/{dave.pk}/change/", form)
+    assert response.status_code == 302, response.content[:2000]
+    change = AuditEvent.objects.filter(event_type="user.updated", changes__has_key="groups").get()
+    assert change.changes == {"groups": [[], ["ops"]]}
