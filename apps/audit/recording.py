@@ -28,11 +28,9 @@ from apps.audit.masking import mask_query
 from apps.audit.models import AuditEvent, Decision
 
 _MAX_TEXT = 2000
-
-
-def _worker() -> str:
-    # Re-read the pid: mod_wsgi forks daemons after this module may have been imported.
-    return f"{socket.gethostname()}/{os.getpid()}"
+# Daemon mode initialises Python in each daemon process (WSGIRestrictEmbedded), so the
+# pid read at import is the pid of the process that handles the requests.
+WORKER = f"{socket.gethostname()}/{os.getpid()}"
 
 
 @dataclass
@@ -100,7 +98,7 @@ class GatewayAttempt:
             "rule_id": self.rule_id,
             "injected_credential": self.injected_credential,
             "overhead_ms": self.overhead_ms,
-            "worker": _worker(),
+            "worker": WORKER,
         }
 
     def _outcome_fields(self) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent, AuditEventHash, AuditSeal
+from apps.audit.retention import purged_through
 
 GENESIS = "0" * 64
 # What is sealed of an event: every column but ``actor_id`` (set to NULL when a user is
@@ -204,8 +205,6 @@ class Report:
 
 
 def verify(*, key: str = "", checkpoint_file: str = "", progress: Callable[[int], None] | None = None) -> Report:
-    from apps.audit.retention import purged_through
-
     report = Report(signatures_checked=bool(key))
     previous = GENESIS
     seals = list(AuditSeal.objects.order_by("first_seq"))

@@ -60,6 +60,7 @@ NOT_FORWARDED = frozenset(
         "x-auditgate-identity",
     }
 )
+_NEVER_FROM_CALLER = HOP_BY_HOP | NOT_FORWARDED
 IDENTITY_HEADER = "X-Auditgate-Identity"
 
 
@@ -97,7 +98,7 @@ def request_headers(
     request: HttpRequest, upstream: Upstream, attempt: GatewayAttempt, content_length: int
 ) -> dict[str, str]:
     meta = request.META
-    dropped = HOP_BY_HOP | NOT_FORWARDED | _listed_in_connection(meta.get("HTTP_CONNECTION", ""))
+    dropped = _NEVER_FROM_CALLER | _listed_in_connection(meta.get("HTTP_CONNECTION", ""))
     headers = {name: value for name, value in _caller_headers(meta) if name.lower() not in dropped}
     if upstream.forward_cookies and meta.get("HTTP_COOKIE"):
         headers["Cookie"] = meta["HTTP_COOKIE"]

@@ -8,6 +8,7 @@ from django.db import models
 
 from apps.gateway import paths
 from apps.gateway.choices import HTTP_METHODS
+from apps.gateway.targets import check_base_url
 from apps.gateway.validators import validate_base_url, validate_header_name, validate_methods
 
 MIB = 1024 * 1024
@@ -71,8 +72,6 @@ class Upstream(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from apps.gateway.targets import check_base_url
-
         try:
             check_base_url(self.base_url, internal=self.internal)
         except ValidationError as exc:
