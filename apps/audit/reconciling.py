@@ -3,15 +3,21 @@
 A gateway attempt is committed before forwarding and completed when the response
 ends.  If the daemon process is killed in between, the attempt stays open; this marks
 it ``interrupted`` so the trail is complete (attempts = outcomes) and the sealer can
-move past it.  An attempt is closed when the process that took it (``worker`` =
-host/pid) is gone from this host, or when it is older than ``older_than`` wherever it ran.
+move past it.
+
+An attempt taken on this host is closed as soon as its process (``worker`` =
+host/pid@start) is gone, and never while the process lives: a stream may legitimately run
+for an hour (a wedged daemon is restarted by mod_wsgi's request-timeout, and then counts as
+gone).  The start time tells a reused pid from the original process.  An attempt taken on
+another host is left to that host's own reconciler, and closed here only once it is older
+than ``older_than``: the host is gone for good.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from django.utils import timezone
 
@@ -20,26 +26,36 @@ from apps.audit.models import AuditEvent
 INTERRUPTED = "interrupted"
 
 
-def _process_gone(worker: str) -> bool:
-    host, _, pid = worker.partition("/")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
+def process_start(pid: int | str) -> str | None:
+    """When the process started (clock ticks after boot, from /proc), or None if there is no such process."""
     try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, owned by another user
-    return False
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name in parentheses may hold spaces
 
 
-def reconcile(*, now: datetime | None = None, older_than: timedelta = timedelta(minutes=15)) -> list[int]:
+def _local(worker: str) -> bool:
+    return worker.partition("/")[0] == socket.gethostname()
+
+
+def _process_gone(worker: str) -> bool:
+    """Whether the process of this host that took the attempt has exited."""
+    pid, _, started = worker.partition("/")[2].partition("@")
+    if not pid.isdigit():
+        return False
+    now_started = process_start(pid)
+    return now_started is None or (bool(started) and started != now_started)
+
+
+def reconcile(*, now: datetime | None = None, older_than: timedelta = timedelta(hours=24)) -> list[int]:
     """Close the open attempts that can no longer complete; returns their ids."""
     now = now or timezone.now()
     closed = []
     open_attempts = AuditEvent.objects.filter(completed_at__isnull=True).order_by("id")
     for event_id, worker, occurred_at in open_attempts.values_list("id", "worker", "occurred_at").iterator():
-        if _process_gone(worker) or occurred_at < now - older_than:
+        gone = _process_gone(worker) if _local(worker) else occurred_at < now - older_than
+        if gone:
             duration = round((now - occurred_at).total_seconds() * 1000, 3)
             if AuditEvent.objects.record_outcome(event_id, completed_at=now, error=INTERRUPTED, duration_ms=duration):
                 closed.append(event_id)

@@ -26,11 +26,13 @@ from django.utils import timezone
 from apps.audit.events import GATEWAY_DENIED, GATEWAY_REQUEST
 from apps.audit.masking import mask_query
 from apps.audit.models import AuditEvent, Decision
+from apps.audit.reconciling import process_start
 
 _MAX_TEXT = 2000
 # Daemon mode initialises Python in each daemon process (WSGIRestrictEmbedded), so the
-# pid read at import is the pid of the process that handles the requests.
-WORKER = f"{socket.gethostname()}/{os.getpid()}"
+# pid read at import is the pid of the process that handles the requests.  Its start time
+# tells the reconciler a reused pid from this process.
+WORKER = f"{socket.gethostname()}/{os.getpid()}@{process_start(os.getpid())}"
 
 
 @dataclass

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from apps.audit import sealing
 from apps.audit.models import AuditEvent
-from apps.audit.reconciling import reconcile
+from apps.audit.reconciling import process_start, reconcile
 from apps.gateway import proxy
 from apps.gateway.models import AccessRule, Upstream
 from tests.gateway.test_proxy_view import body_of, only_event
@@ -61,7 +61,7 @@ def test_the_event_describes_the_request_and_both_bodies(client_for, alice, upst
     assert (event.actor_groups, event.auth_method, event.host) == (["dev", "ops"], "token", "testserver")
     assert (event.peer_ip, event.source_ip, event.forwarded_chain) == ("127.0.0.1", "127.0.0.1", "203.0.113.9")
     assert event.ttfb_ms > 0 and event.overhead_ms > 0 and event.duration_ms >= event.ttfb_ms
-    assert event.worker == f"{socket.gethostname()}/{os.getpid()}"
+    assert event.worker == f"{socket.gethostname()}/{os.getpid()}@{process_start(os.getpid())}"
     assert not event.client_aborted
 
 
@@ -112,11 +112,24 @@ def test_attempts_of_a_dead_process_are_reconciled_as_interrupted(make_event):
     dead = make_event(completed_at=None, status=None, worker=f"{socket.gethostname()}/999999999")
     alive = make_event(completed_at=None, status=None, worker=f"{socket.gethostname()}/{os.getpid()}")
     old = make_event(completed_at=None, status=None, worker="other-host/1",
-                     occurred_at=timezone.now() - timedelta(hours=2))  # fmt: skip
+                     occurred_at=timezone.now() - timedelta(hours=25))  # fmt: skip
+    make_event(completed_at=None, status=None, worker="other-host/2", occurred_at=timezone.now() - timedelta(hours=2))
     assert reconcile() == [dead.pk, old.pk]
     assert AuditEvent.objects.get(pk=dead.pk).error == "interrupted"
     assert AuditEvent.objects.get(pk=alive.pk).completed_at is None
     assert reconcile() == []  # never twice
+
+
+def test_a_long_stream_of_a_live_process_is_never_reconciled_but_a_reused_pid_is(make_event):
+    from apps.audit.recording import WORKER
+
+    started = WORKER.rpartition("@")[2]
+    assert started == process_start(os.getpid())
+    streaming = make_event(completed_at=None, status=None, worker=WORKER,
+                           occurred_at=timezone.now() - timedelta(days=3))  # fmt: skip
+    reused = make_event(completed_at=None, status=None, worker=f"{socket.gethostname()}/{os.getpid()}@{started}1")
+    assert reconcile() == [reused.pk]
+    assert AuditEvent.objects.get(pk=streaming.pk).completed_at is None
 
 
 def test_an_open_attempt_holds_the_seal_back_until_it_completes(make_event, settings, tmp_path):

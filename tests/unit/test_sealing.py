@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -69,6 +69,40 @@ def test_the_chain_is_the_documented_formula(events):
     h1 = hashlib.sha256(bytes(32) + sealing.canonical_bytes(first)).hexdigest()
     h2 = hashlib.sha256(bytes.fromhex(h1) + sealing.canonical_bytes(second)).hexdigest()
     assert AuditEventHash.objects.get(seq=events[1].id).hash == h2
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0.0, -0.0, 47.688, 1e-05, 0.0001, 9.99e-05, 1e16, 1.5e300, 5e-324, float("nan"), float("inf"), -float("inf")],
+)
+def test_fast_canonical_bytes_equal_the_json_definition_for_floats(value):
+    row = [value if i in sealing._FLOATS else None for i in range(len(sealing.SEALED_FIELDS))]
+    reference = json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=sealing._plain).encode()
+    assert sealing.canonical_bytes(row) == reference
+
+
+def test_fast_canonical_bytes_equal_the_json_definition_for_text_and_times():
+    from datetime import datetime
+
+    texts = ["", "plain", 'quote" back\\slash', "\x00\x01\x1f\x7f\n\r\t\b\f", "\u2028\u2029\ufeff", "한국어 😀"]
+    times = [datetime(2026, 1, 2, 3, 4, 5), datetime(2026, 1, 2, 3, 4, 5, 600)]
+    for values in (texts, times, [2**63 - 1, -(2**63), None, True, False], [b"raw"]):
+        others = iter(values * len(sealing.SEALED_FIELDS))
+        row = [1.5 if i in sealing._FLOATS else next(others) for i in range(len(sealing.SEALED_FIELDS))]
+        reference = json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=sealing._plain).encode()
+        assert sealing.canonical_bytes(row) == reference
+
+
+def test_sealed_datetimes_are_read_exactly_as_python_writes_them(make_event):
+    """MariaDB formats the datetimes of sealed rows; it must match ``datetime.isoformat()``,
+    with and without a fraction of a second, or old seals would stop verifying."""
+    whole = make_event(occurred_at=LONG_AGO.replace(microsecond=0), recorded_at=LONG_AGO.replace(microsecond=7))
+    row = next(sealing._events(whole.pk, whole.pk))
+    stored = AuditEvent.objects.get(pk=whole.pk)
+    columns = [f.attname for f in sealing.SEALED_FIELDS]
+    for name in ("occurred_at", "recorded_at", "completed_at"):
+        expected = getattr(stored, name).astimezone(UTC).replace(tzinfo=None).isoformat()
+        assert row[columns.index(name)] == expected
 
 
 def test_recent_events_wait_for_the_grace_window(make_event):
