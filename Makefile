@@ -17,6 +17,7 @@ VENV := .venv
 INVENTORY ?= ansible/inventories/local
 ANSIBLE_ARGS ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 # `make dev`: mod_wsgi-express on http://localhost:$(DEV_PORT)/ with the development settings.
 DEV_PORT ?= 8000
@@ -32,7 +33,7 @@ DEV_SETTINGS = AUDITGATE_DEV=true AUDITGATE_ENV_FILE='$(DEV_ENV_FILE)' AUDITGATE
 # Exported, so that every ansible-playbook (also those the test suite starts) reads it.
 export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
 
-.PHONY: help deploy tools venv test lint dev bench-audit
+.PHONY: help deploy tools venv test lint dev bench bench-audit
 
 help: ## List the targets.
 	@echo "Targets:"
@@ -82,5 +83,8 @@ dev: venv ## Serve the working tree with mod_wsgi-express on DEV_PORT (never run
 		$(if $(filter 0,$(shell id -u)),--user $(DEV_USER) --group $(DEV_USER))
 
 ROWS ?= 1000000
-bench-audit: venv ## Audit trail benchmark at ROWS events (uses the test database; not part of test).
+bench: deploy ## Gateway vs nginx, Django, django-revproxy, gunicorn (wrk, loopback; BENCH_ARGS=...).
+	$(SYSTEM_PYTHON) bench/gateway_bench.py $(BENCH_ARGS)
+
+bench-audit: venv ## Audit trail benchmark at ROWS events (its own database; not part of test).
 	$(VENV)/bin/python bench/audit_bench.py --rows $(ROWS)

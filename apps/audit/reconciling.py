@@ -6,11 +6,12 @@ it ``interrupted`` so the trail is complete (attempts = outcomes) and the sealer
 move past it.
 
 An attempt taken on this host is closed as soon as its process (``worker`` =
-host/pid@start) is gone, and never while the process lives: a stream may legitimately run
-for an hour (a wedged daemon is restarted by mod_wsgi's request-timeout, and then counts as
-gone).  The start time tells a reused pid from the original process.  An attempt taken on
-another host is left to that host's own reconciler, and closed here only once it is older
-than ``older_than``: the host is gone for good.
+host/pid@start) is gone; the start time tells a reused pid from the original process.
+While the process lives, the attempt is left open for ``older_than`` (a day): a stream may
+legitimately run for an hour, and a wedged daemon is restarted by mod_wsgi's
+request-timeout, after which it counts as gone.  An attempt taken on another host is left
+to that host's own reconciler, and closed here after ``older_than`` too: that host is gone
+for good.
 """
 
 from __future__ import annotations
@@ -54,8 +55,7 @@ def reconcile(*, now: datetime | None = None, older_than: timedelta = timedelta(
     closed = []
     open_attempts = AuditEvent.objects.filter(completed_at__isnull=True).order_by("id")
     for event_id, worker, occurred_at in open_attempts.values_list("id", "worker", "occurred_at").iterator():
-        gone = _process_gone(worker) if _local(worker) else occurred_at < now - older_than
-        if gone:
+        if (_local(worker) and _process_gone(worker)) or occurred_at < now - older_than:
             duration = round((now - occurred_at).total_seconds() * 1000, 3)
             if AuditEvent.objects.record_outcome(event_id, completed_at=now, error=INTERRUPTED, duration_ms=duration):
                 closed.append(event_id)

@@ -120,13 +120,13 @@ def test_attempts_of_a_dead_process_are_reconciled_as_interrupted(make_event):
     assert reconcile() == []  # never twice
 
 
-def test_a_long_stream_of_a_live_process_is_never_reconciled_but_a_reused_pid_is(make_event):
+def test_a_long_stream_of_a_live_process_is_not_reconciled_for_a_day_but_a_reused_pid_is(make_event):
     from apps.audit.recording import WORKER
 
     started = WORKER.rpartition("@")[2]
     assert started == process_start(os.getpid())
     streaming = make_event(completed_at=None, status=None, worker=WORKER,
-                           occurred_at=timezone.now() - timedelta(days=3))  # fmt: skip
+                           occurred_at=timezone.now() - timedelta(hours=23))  # fmt: skip
     reused = make_event(completed_at=None, status=None, worker=f"{socket.gethostname()}/{os.getpid()}@{started}1")
     assert reconcile() == [reused.pk]
     assert AuditEvent.objects.get(pk=streaming.pk).completed_at is None

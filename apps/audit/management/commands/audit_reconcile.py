@@ -12,14 +12,14 @@ from apps.audit.reconciling import reconcile
 
 class Command(BaseCommand):
     help = (
-        "Close gateway attempts that never got an outcome: those whose daemon process is gone from this host "
-        "(never one whose process still runs: long streams are fine), and those taken on another host that are "
-        "older than --older-than minutes (that host is gone for good). Each gets error 'interrupted'."
+        "Close gateway attempts that never got an outcome: at once those whose daemon process is gone from this "
+        "host, and any older than --older-than minutes (default a day, so that long streams are never cut short). "
+        "Each gets error 'interrupted'."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--older-than", type=int, default=24 * 60, metavar="MINUTES",
-                            help="for attempts taken on other hosts (default: a day)")  # fmt: skip
+                            help="close any open attempt older than this (default: a day)")  # fmt: skip
 
     def handle(self, *args: Any, older_than: int, **options: Any) -> None:
         closed = reconcile(older_than=timedelta(minutes=older_than))
