@@ -1,12 +1,19 @@
-"""Request id: one id per request, shared by Apache's access log, the audit trail and the client."""
+"""Request ids (one per request, shared by Apache's access log, the audit trail and the
+client), and a 503 instead of a 500 while the database is unreachable."""
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from auditgate.errors import error_body
+
+logger = logging.getLogger(__name__)
 
 # mod_unique_id's UNIQUE_ID is what Apache writes to its access log, so using it
 # lets anyone join an access-log line to its audit event.
@@ -28,4 +35,26 @@ class RequestIdMiddleware:
         request.request_id = request_id_for(request)  # type: ignore[attr-defined]
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
+        return response
+
+
+class DatabaseUnavailableMiddleware:
+    """A view that cannot reach the database (MariaDB restarting, connections exhausted)
+    answers 503 ``database_unavailable`` with ``Retry-After``, like the gateway does: the
+    client may retry, and nothing is half done (every write is a transaction).  Other
+    database errors (integrity, programming) stay 500s: those are bugs."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        logger.warning("Database unavailable: %s answered 503 (%s)", request.path, exception)
+        body = error_body(request, "database_unavailable", "The database cannot be reached now; retry shortly.")
+        response = JsonResponse(body, status=503)
+        response["Retry-After"] = "5"
         return response

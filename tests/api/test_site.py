@@ -47,3 +47,34 @@ def test_the_browsable_api_renders_html_for_a_logged_in_user(client, make_user):
 def test_the_root_redirects_to_the_api(client):
     response = client.get("/")
     assert (response.status_code, response["Location"]) == (302, "/api/")
+
+
+@pytest.mark.parametrize("error", ["OperationalError", "InterfaceError"])
+def test_an_unreachable_database_is_a_503_not_a_500(client_for, make_user, monkeypatch, error):
+    from django import db
+
+    from auditgate import views
+
+    def unreachable(self, request):
+        raise getattr(db, error)(2013, "Lost connection to server during query")
+
+    monkeypatch.setattr(views.MeView, "get", unreachable)
+    response = client_for(make_user("erin")).get("/api/me/")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert response.json()["code"] == "database_unavailable"
+    assert response.json()["request_id"] == response["X-Request-ID"]
+
+
+def test_other_database_errors_stay_server_errors(client_for, make_user, monkeypatch):
+    from django.db import IntegrityError
+
+    from auditgate import views
+
+    def broken(self, request):
+        raise IntegrityError(1062, "Duplicate entry")
+
+    monkeypatch.setattr(views.MeView, "get", broken)
+    client = client_for(make_user("frank"))
+    client.raise_request_exception = False
+    assert client.get("/api/me/").status_code == 500
