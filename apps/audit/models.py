@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import functools
+
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 from django.utils import timezone
+
+_DEFAULT = object()
 
 
 class Decision(models.TextChoices):
@@ -19,16 +23,58 @@ OUTCOME_FIELDS = (
 )  # fmt: skip
 
 
+@functools.cache
+def _insert_statement() -> tuple[str, tuple[models.Field, ...]]:
+    fields = tuple(f for f in AuditEvent._meta.concrete_fields if not f.primary_key)
+    quote = connection.ops.quote_name
+    sql = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608 - our own names
+        quote(AuditEvent._meta.db_table), ", ".join(quote(f.column) for f in fields), ", ".join(["%s"] * len(fields))
+    )
+    return sql, fields
+
+
+@functools.cache
+def _outcome_statement(names: tuple[str, ...]) -> tuple[str, tuple[models.Field, ...]]:
+    fields = tuple(AuditEvent._meta.get_field(name) for name in names)
+    quote = connection.ops.quote_name
+    sql = "UPDATE {} SET {} WHERE id = %s AND completed_at IS NULL".format(  # noqa: S608 - our own names
+        quote(AuditEvent._meta.db_table), ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    )
+    return sql, fields
+
+
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    """Gateway attempts are written with two prepared statements, not the ORM's compiler:
+    that cut the gateway's own time per request by about a tenth (docs/benchmarks.md)."""
+
     def update(self, **kwargs: object) -> int:
         raise TypeError("Audit events are append-only.")
+
+    def insert(self, **values: object) -> int:
+        """Insert one event (unset fields take their defaults, as ``create`` would); returns its id."""
+        sql, fields = _insert_statement()
+        unknown = set(values) - {f.attname for f in fields} - {f.name for f in fields}
+        if unknown:
+            raise TypeError(f"Not audit event fields: {sorted(unknown)}")
+        params = []
+        for f in fields:
+            value = values[f.attname] if f.attname in values else values.get(f.name, _DEFAULT)
+            if value is _DEFAULT:
+                value = f.get_default()
+            params.append(f.get_db_prep_save(value, connection))
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.lastrowid
 
     def record_outcome(self, pk: int, **outcome: object) -> bool:
         """Write the outcome of an attempt, once: False if it already had one."""
         if not set(outcome) <= set(OUTCOME_FIELDS):
             raise TypeError(f"Only outcome fields may be written after the insert: {OUTCOME_FIELDS}.")
-        pending = self.filter(pk=pk, completed_at__isnull=True)
-        return models.QuerySet.update(pending, **outcome) == 1  # the one sanctioned UPDATE
+        sql, fields = _outcome_statement(tuple(outcome))
+        params = [f.get_db_prep_save(outcome[f.name], connection) for f in fields]
+        with connection.cursor() as cursor:  # the one sanctioned UPDATE
+            cursor.execute(sql, [*params, pk])
+            return cursor.rowcount == 1
 
     def delete(self) -> tuple[int, dict[str, int]]:
         raise TypeError("Audit events are append-only.")

@@ -118,19 +118,17 @@ class GatewayAttempt:
             "client_aborted": self.client_aborted,
         }
 
-    def deny(self) -> AuditEvent:
-        """A refusal: attempt and outcome in one insert."""
+    def deny(self) -> int:
+        """A refusal: attempt and outcome in one insert.  Returns the event's id."""
         self.finished = True
-        event = AuditEvent.objects.create(**self._attempt_fields(), **self._outcome_fields())
-        self.event_id = event.pk
-        return event
+        self.event_id = AuditEvent.objects.insert(**self._attempt_fields(), **self._outcome_fields())
+        return self.event_id
 
-    def begin(self) -> AuditEvent:
+    def begin(self) -> int:
         """Phase 1, before forwarding: raises DatabaseError when the attempt cannot be recorded."""
         self.overhead_ms = self.elapsed_ms()
-        event = AuditEvent.objects.create(**self._attempt_fields())
-        self.event_id = event.pk
-        return event
+        self.event_id = AuditEvent.objects.insert(**self._attempt_fields())
+        return self.event_id
 
     def finish(self) -> None:
         """Phase 2, once: the outcome.  Without a phase-1 row (fail-open) it writes both."""
@@ -138,6 +136,6 @@ class GatewayAttempt:
             return
         self.finished = True
         if self.event_id is None:
-            AuditEvent.objects.create(**self._attempt_fields(), **self._outcome_fields())
+            AuditEvent.objects.insert(**self._attempt_fields(), **self._outcome_fields())
             return
         AuditEvent.objects.record_outcome(self.event_id, **self._outcome_fields())

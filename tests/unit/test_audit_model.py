@@ -30,3 +30,29 @@ def test_events_survive_the_deletion_of_their_actor(make_user, make_event):
     alice.delete()
     event = AuditEvent.objects.get(pk=event.pk)
     assert (event.actor_id, event.actor_username) == (None, "alice")
+
+
+def test_the_prepared_insert_stores_what_the_orm_would(make_user):
+    from django.forms.models import model_to_dict
+    from django.utils import timezone
+
+    alice = make_user("alice")
+    now = timezone.now()
+    fields = {"occurred_at": now, "recorded_at": now, "request_id": "same", "actor_id": alice.pk,
+              "actor_groups": ["ops", "été"], "path": "/é?x", "client_aborted": True, "ttfb_ms": 1.5}  # fmt: skip
+    by_orm = AuditEvent.objects.create(**fields)
+    by_insert = AuditEvent.objects.get(pk=AuditEvent.objects.insert(**fields))
+    assert by_insert.pk == by_orm.pk + 1
+    assert {**model_to_dict(by_insert), "id": None} == {**model_to_dict(by_orm), "id": None}
+    with pytest.raises(TypeError, match="Not audit event fields"):
+        AuditEvent.objects.insert(request_id="x", colour="red")
+
+
+def test_an_outcome_is_written_once_and_only_to_outcome_fields(make_event):
+    from django.utils import timezone
+
+    event = make_event(completed_at=None, status=None)
+    assert AuditEvent.objects.record_outcome(event.pk, completed_at=timezone.now(), status=204, client_aborted=True)
+    assert not AuditEvent.objects.record_outcome(event.pk, completed_at=timezone.now(), status=500)
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert (stored.status, stored.client_aborted) == (204, True)
