@@ -41,7 +41,7 @@ from django.utils import timezone  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from apps.audit import exporting, sealing  # noqa: E402
-from apps.audit.models import AuditEvent, AuditEventHash, AuditSeal  # noqa: E402
+from apps.audit.models import AuditEvent, AuditEventHash, AuditSeal, _insert_statement  # noqa: E402
 from apps.audit.seeding import seed  # noqa: E402
 from apps.gateway.tokens import create_token  # noqa: E402
 
@@ -109,20 +109,52 @@ def seal_and_verify() -> dict[str, float]:
             "verify_rows_per_s": round(report.events_checked / verified)}  # fmt: skip
 
 
-def insert_cost(samples: int = 500) -> float:
-    """Milliseconds for one committed audit insert (autocommit: one durable write each)."""
-    start = time.perf_counter()
-    for number in range(samples):
-        now = timezone.now()
-        AuditEvent(
-            event_type="gateway.request", occurred_at=now, recorded_at=now, completed_at=now, duration_ms=12.5,
-            request_id=f"bench{time.time_ns():x}{number}", actor_username=f"user{number % 200:03d}",
-            auth_method="token", token_key_id=f"k{number % 400:05d}", source_ip=f"10.2.{number % 256}.7",
-            peer_ip="127.0.0.1", user_agent="curl/8.5.0", upstream_name="svc-crm", method="GET",
-            path=f"/api/v1/items/{number}", decision="allow", reason="allowed", status=200, upstream_status=200,
-            response_bytes=512, ttfb_ms=10.0,
-        ).save()  # fmt: skip
-    return round((time.perf_counter() - start) / samples * 1000, 3)
+def _sample_event(number: int) -> dict[str, object]:
+    """A gateway event like those the seeder writes (time-led request id, one of 2,048 clients)."""
+    now = timezone.now()
+    return dict(
+        event_type="gateway.request", occurred_at=now, recorded_at=now, completed_at=now, duration_ms=12.5,
+        request_id=f"{int(time.time()):08X}{os.urandom(10).hex()[:19]}", actor_username=f"user{number % 200:03d}",
+        auth_method="token", token_key_id=f"k{number % 400:05d}",
+        source_ip=f"10.{number % 4}.{number % 8}.{number % 64 + 1}",
+        peer_ip="127.0.0.1", user_agent="curl/8.5.0", upstream_name="svc-crm", method="GET",
+        path=f"/api/v1/items/{number}", decision="allow", reason="allowed", status=200, upstream_status=200,
+        response_bytes=512, ttfb_ms=10.0,
+    )  # fmt: skip
+
+
+def _timed_inserts(table: str, samples: int) -> float:
+    """Milliseconds per committed insert (autocommit: one durable write each), the gateway's statement."""
+    sql, fields = _insert_statement()
+    sql = sql.replace(connection.ops.quote_name(AuditEvent._meta.db_table), connection.ops.quote_name(table), 1)
+    rows = [[f.get_db_prep_save(_sample_event(n).get(f.attname, f.get_default()), connection) for f in fields]
+            for n in range(samples)]  # fmt: skip
+    with connection.cursor() as cursor:
+        start = time.perf_counter()
+        for params in rows:
+            cursor.execute(sql, params)
+        return (time.perf_counter() - start) / samples * 1000
+
+
+def insert_costs(rounds: int = 5, samples: int = 300) -> dict[str, float]:
+    """One insert into an empty twin of the audit table (same columns and indexes) against one
+    into the full table, alternating, so that both see the same machine; medians of the rounds."""
+    table, twin = AuditEvent._meta.db_table, "bench_empty_twin"
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {twin}")
+        cursor.execute(f"CREATE TABLE {twin} LIKE {table}")
+        cursor.execute("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_reads'")
+        reads_before = int(cursor.fetchone()[1])
+    empty, full = [], []
+    for _ in range(rounds):
+        empty.append(_timed_inserts(twin, samples))
+        full.append(_timed_inserts(table, samples))
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_reads'")
+        reads = int(cursor.fetchone()[1]) - reads_before
+        cursor.execute(f"DROP TABLE {twin}")
+    return {"empty_ms": round(statistics.median(empty), 3), "full_ms": round(statistics.median(full), 3),
+            "disk_reads_per_insert": round(reads / (rounds * samples * 2), 3)}  # fmt: skip
 
 
 STATE = ROOT / "bench" / "results" / "audit-seeded.json"
@@ -131,8 +163,7 @@ STATE = ROOT / "bench" / "results" / "audit-seeded.json"
 def load(rows: int) -> dict[str, object]:
     """A fresh database with ``rows`` events; the insert cost measured before they went in."""
     fresh_database()
-    result: dict[str, object] = {"rows": rows, "insert_ms_empty": insert_cost()}
-    AuditEvent.objects.all()._raw_delete(connection.alias)  # the samples: keep exactly ``rows``
+    result: dict[str, object] = {"rows": rows}
     start = time.perf_counter()
     with tqdm(total=rows, unit="event", file=sys.stderr) as bar:
         seed(rows, progress=bar.update)
@@ -159,7 +190,8 @@ def main() -> None:
     print(json.dumps(result), flush=True)
     if args.seed_only:
         return
-    result["insert_ms_full"] = insert_cost()
+    result["insert"] = insert_costs()
+    print(json.dumps(result["insert"]), flush=True)
     auditor = User.objects.create_user(f"bench-auditor-{time.time_ns()}")
     auditor.groups.add(Group.objects.get_or_create(name="auditor")[0])
     _, token = create_token(user=auditor, label="bench", expires_at=timezone.now() + timezone.timedelta(days=1),
