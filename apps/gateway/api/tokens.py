@@ -19,6 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -149,6 +150,40 @@ class APITokenFilterSet(django_filters.FilterSet):
         fields = ("user", "management_api", "all_upstreams")
 
 
+TOKEN_RESPONSE = {
+    "url": "https://gate.example/api/tokens/5/", "id": 5, "key_id": "k3J9x2Qa", "label": "report job",
+    "user": "alice", "status": "active", "created_at": "2026-03-01T10:00:00Z", "created_by": "alice",
+    "expires_at": "2026-03-31T10:00:00Z", "revoked_at": None, "enabled": True, "all_upstreams": False,
+    "upstreams": ["crm"], "management_api": False, "allowed_cidrs": [], "last_used_at": None, "last_used_ip": None,
+}  # fmt: skip
+_token_example = OpenApiExample("A token", value=TOKEN_RESPONSE, response_only=True)
+
+
+class CreatedTokenSerializer(APITokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="The token itself: shown in this answer only.")
+
+    class Meta(APITokenSerializer.Meta):
+        fields = (*APITokenSerializer.Meta.fields, "token")
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List API tokens", description="Yours; administrators see everyone's.",
+                       examples=[_token_example]),
+    retrieve=extend_schema(summary="One API token", examples=[_token_example]),
+    create=extend_schema(
+        summary="Create an API token",
+        description="The answer's `token` is the only copy: it is never shown again. Audited.",
+        responses={201: CreatedTokenSerializer},
+        examples=[
+            OpenApiExample("For a script", request_only=True,
+                           value={"label": "report job", "upstreams": ["crm"], "expires_in_days": 30}),
+            OpenApiExample("Created", response_only=True, status_codes=["201"],
+                           value={**TOKEN_RESPONSE, "token": "agt_k3J9x2Qa_<secret>_<checksum>"}),
+        ],
+    ),
+    destroy=extend_schema(summary="Revoke an API token", description="The row stays, for the audit trail."),
+    revoke=extend_schema(summary="Revoke an API token", request=None, examples=[_token_example]),
+)  # fmt: skip
 class APITokenViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
@@ -161,6 +196,8 @@ class APITokenViewSet(
 
     serializer_class = APITokenSerializer
     filterset_class = APITokenFilterSet
+
+    queryset = APIToken.objects.none()  # for the schema; get_queryset() decides what a user sees
 
     def get_queryset(self) -> QuerySet[APIToken]:
         queryset = APIToken.objects.select_related("user", "created_by").prefetch_related("upstreams")
