@@ -40,7 +40,7 @@ ERROR_CODES: dict[int, tuple[str, dict[str, str]]] = {
             "source_ip_not_allowed": "This token may not be used from your address.",
         },
     ),
-    404: ("No such object (or not yours), or an invalid page cursor.", {"not_found": "Not found."}),
+    404: ("No such object (or not yours), or an invalid page or cursor.", {"not_found": "Not found."}),
     415: (
         "The body's Content-Type is not one the operation reads.",
         {"unsupported_media_type": 'Unsupported media type "text/plain" in request.'},
@@ -93,22 +93,21 @@ class AutoSchema(BaseAutoSchema):
     def _error_statuses(self) -> list[int]:
         statuses = []
         has_body = self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None
-        if has_body or self._get_filter_parameters() or self._get_pagination_parameters():
+        filtered = getattr(self.view, "filterset_class", None) or getattr(self.view, "filterset_fields", None)
+        if has_body or filtered or self._get_pagination_parameters():
             statuses.append(400)
         perms = {type(p) for p in self.view.get_permissions()}
         if permissions.AllowAny not in perms:
             statuses += [401, 403]
-        if "{" in self.path or self._is_cursor_paginated():
+        if "{" in self.path or self._is_paginated_list():
             statuses.append(404)
         if has_body:
             statuses.append(415)
         return statuses
 
-    def _is_cursor_paginated(self) -> bool:
-        from rest_framework.pagination import CursorPagination
-
-        paginator = self._get_paginator()
-        return isinstance(paginator, CursorPagination) and self._is_list_view()
+    def _is_paginated_list(self) -> bool:
+        """Pages past the end and invalid cursors are 404s (DRF's NotFound)."""
+        return self._get_paginator() is not None and self._is_list_view()
 
 
 class TokenScheme(OpenApiAuthenticationExtension):

@@ -1,11 +1,13 @@
 from rest_framework import serializers
 
-from apps.audit.models import AuditEvent
+from apps.audit.models import AuditEvent, Decision
 
 
 class AuditEventSerializer(serializers.HyperlinkedModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="auditevent-detail")
     actor = serializers.IntegerField(source="actor_id", read_only=True, allow_null=True)
+    # Empty for events that are not decisions (changes, reads of the trail).
+    decision = serializers.ChoiceField(choices=Decision.choices, allow_blank=True, read_only=True)
 
     class Meta:
         model = AuditEvent

@@ -124,6 +124,14 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     pagination_class = AuditEventPagination
     filterset_class = AuditEventFilterSet
 
+    def handle_exception(self, exc: Exception) -> Response:
+        # An export refused (401, 403, 400, 405) answers in JSON like every error, never in CSV.
+        response = super().handle_exception(exc)
+        if isinstance(getattr(self.request, "accepted_renderer", None), CSVRenderer | NDJSONRenderer):
+            self.request.accepted_renderer = JSONRenderer()
+            self.request.accepted_media_type = JSONRenderer.media_type
+        return response
+
 
 VERIFY_EXAMPLE = {
     "ok": True, "first_bad_seq": None, "events_checked": 120000, "segments_checked": 2, "unsealed_tail": 17,

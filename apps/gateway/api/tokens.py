@@ -10,6 +10,7 @@ network scopes than its own.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +29,7 @@ from rest_framework.response import Response
 from apps.gateway import tokens
 from apps.gateway.models import APIToken, Upstream
 from apps.gateway.models.tokens import MAX_CIDRS, normalise_cidrs
+from auditgate.filtersets import StrictFilterSet
 
 
 class APITokenSerializer(serializers.ModelSerializer):
@@ -35,7 +37,9 @@ class APITokenSerializer(serializers.ModelSerializer):
     user = serializers.SlugRelatedField(
         slug_field="username", queryset=get_user_model().objects.all(), required=False, help_text="Admins only."
     )
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="Null when made on the host (manage.py)."
+    )
     status = serializers.SerializerMethodField()
     expires_at = serializers.DateTimeField(required=False, help_text="Default and maximum: now + the maximum lifetime.")
     expires_in_days = serializers.IntegerField(write_only=True, required=False, min_value=1)
@@ -78,6 +82,12 @@ class APITokenSerializer(serializers.ModelSerializer):
             user_field = self.fields["user"]
             user_field.queryset = get_user_model().objects.filter(pk=request.user.pk)
             user_field.error_messages["does_not_exist"] = "Only administrators may create tokens for other users."
+
+    def to_internal_value(self, data: Any) -> Any:
+        # DRF reads any iterable as a list of names, so {"upstreams": {}} would mean "none".
+        if isinstance(data, Mapping) and isinstance(data.get("upstreams"), Mapping | str):
+            raise serializers.ValidationError({"upstreams": ["Expected a list of upstream names."]}, code="not_a_list")
+        return super().to_internal_value(data)
 
     def get_status(self, token: APIToken) -> str:
         return token.status(timezone.now())
@@ -142,7 +152,7 @@ def _check_within_scopes(attrs: dict[str, Any], parent: APIToken) -> None:
         raise serializers.ValidationError(errors, code="exceeds_token_scope")
 
 
-class APITokenFilterSet(django_filters.FilterSet):
+class APITokenFilterSet(StrictFilterSet):
     user = django_filters.CharFilter(field_name="user__username")
 
     class Meta:

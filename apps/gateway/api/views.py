@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from apps.audit import events
 from apps.gateway import actions
 from apps.gateway.api.serializers import AccessRuleSerializer, PolicyCheckSerializer, UpstreamSerializer
-from apps.gateway.filtersets import AccessRuleFilterSet
+from apps.gateway.filtersets import AccessRuleFilterSet, UpstreamFilterSet
 from apps.gateway.models import AccessRule, Upstream
 from apps.gateway.policy import AccessRequest, decide
 
@@ -79,7 +79,7 @@ class UpstreamViewSet(AuditedModelViewSet):
     queryset = Upstream.objects.all()
     serializer_class = UpstreamSerializer
     permission_classes = [IsAdminUser]
-    filterset_fields = ("name", "enabled", "internal")
+    filterset_class = UpstreamFilterSet
     event_types = {"created": events.UPSTREAM_CREATED, "updated": events.UPSTREAM_UPDATED,
                    "deleted": events.UPSTREAM_DELETED}  # fmt: skip
 
