@@ -64,7 +64,8 @@ WSGI_APPLICATION = "auditgate.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The site's own templates: the browsable API's page (links to the docs and the dashboard).
+        "DIRS": [SITE_DIR / "auditgate" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -142,6 +143,10 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "auditgate.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "auditgate.openapi.AutoSchema",
+    # Browsable API forms: no dropdown lists more than this many objects (names of users and
+    # upstreams are typed into text inputs anyway; see NAME_INPUT in the serializers).
+    "HTML_SELECT_CUTOFF": 100,
+    "HTML_SELECT_CUTOFF_TEXT": "More than {count} items: use the Raw data form",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from apps.audit.api.views import AuditEventViewSet, AuditStatsView, AuditVerifyView
+from apps.audit.views import dashboard
 from apps.gateway.api.tokens import APITokenViewSet
 from apps.gateway.api.views import AccessRuleViewSet, PolicyCheckView, UpstreamViewSet
 from apps.gateway.views import gateway
@@ -33,6 +34,7 @@ urlpatterns = [
     path("api/schema/swagger-ui/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api/", include(router.urls)),
+    path("audit/dashboard/", dashboard, name="audit-dashboard"),
     path("admin/", admin.site.urls),
 ]
 

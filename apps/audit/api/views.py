@@ -35,6 +35,13 @@ class AuditEventPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
 
+    def get_page_size(self, request: Any) -> int:
+        # DRF falls back to the default for a page_size it cannot read; say so instead.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is not None and not (raw.isdigit() and 1 <= int(raw) <= self.max_page_size):
+            raise ValidationError({"page_size": [f"An integer from 1 to {self.max_page_size}."]})
+        return super().get_page_size(request)
+
 
 class CSVRenderer(BaseRenderer):
     """Lets ``?format=csv`` through content negotiation; the export streams its own body."""
@@ -112,6 +119,8 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=False, renderer_classes=[CSVRenderer, NDJSONRenderer, JSONRenderer])
     def export(self, request: Any) -> StreamingHttpResponse:
         """The filtered events as CSV (default) or NDJSON (``?format=ndjson``), streamed."""
+        if request.query_params.get("format", "csv") not in ("csv", "ndjson"):
+            raise ValidationError({"format": ["csv or ndjson."]})
         kind = "ndjson" if request.accepted_renderer.format == "ndjson" else "csv"
         queryset = self.filter_queryset(self.get_queryset())
         events.record(events.AUDIT_EXPORTED, request=request, query=request.META.get("QUERY_STRING", "")[:2000])
@@ -124,13 +133,14 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     pagination_class = AuditEventPagination
     filterset_class = AuditEventFilterSet
 
-    def handle_exception(self, exc: Exception) -> Response:
-        # An export refused (401, 403, 400, 405) answers in JSON like every error, never in CSV.
-        response = super().handle_exception(exc)
-        if isinstance(getattr(self.request, "accepted_renderer", None), CSVRenderer | NDJSONRenderer):
-            self.request.accepted_renderer = JSONRenderer()
-            self.request.accepted_media_type = JSONRenderer.media_type
-        return response
+    def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+        # Only the export streams CSV or NDJSON; every other answer under ?format=csv|ndjson
+        # (errors, OPTIONS) is JSON, like all answers of the API.
+        if not isinstance(response, StreamingHttpResponse) and isinstance(
+            getattr(request, "accepted_renderer", None), CSVRenderer | NDJSONRenderer
+        ):
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
 
 
 VERIFY_EXAMPLE = {

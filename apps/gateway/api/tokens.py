@@ -29,10 +29,12 @@ from rest_framework.response import Response
 from apps.gateway import tokens
 from apps.gateway.models import APIToken, Upstream
 from apps.gateway.models.tokens import MAX_CIDRS, normalise_cidrs
+from auditgate.fields import STRICT_FIELD_MAPPING, StrictCharField
 from auditgate.filtersets import StrictFilterSet
 
 
 class APITokenSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = STRICT_FIELD_MAPPING
     url = serializers.HyperlinkedIdentityField(view_name="apitoken-detail")
     user = serializers.SlugRelatedField(
         slug_field="username", queryset=get_user_model().objects.all(), required=False, help_text="Admins only."
@@ -46,9 +48,7 @@ class APITokenSerializer(serializers.ModelSerializer):
     upstreams = serializers.SlugRelatedField(
         slug_field="name", queryset=Upstream.objects.all(), many=True, required=False
     )
-    allowed_cidrs = serializers.ListField(
-        child=serializers.CharField(max_length=64), required=False, max_length=MAX_CIDRS
-    )
+    allowed_cidrs = serializers.ListField(child=StrictCharField(max_length=64), required=False, max_length=MAX_CIDRS)
 
     class Meta:
         model = APIToken
