@@ -136,8 +136,10 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
         # Only the export streams CSV or NDJSON; every other answer under ?format=csv|ndjson
         # (errors, OPTIONS) is JSON, like all answers of the API.
-        if not isinstance(response, StreamingHttpResponse) and isinstance(
-            getattr(request, "accepted_renderer", None), CSVRenderer | NDJSONRenderer
+        # (No renderer yet: the request failed before negotiation, e.g. ?format=AAA.)
+        renderer = getattr(request, "accepted_renderer", None)
+        if not isinstance(response, StreamingHttpResponse) and (
+            renderer is None or isinstance(renderer, CSVRenderer | NDJSONRenderer)
         ):
             request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
