@@ -64,6 +64,11 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt
 
 test: deploy ## Deploy, then run the test suite (PYTEST_ARGS=... to pass options).
 	$(MAKE) --no-print-directory venv
+	@# The browser tests drive Debian's headless Chromium (tests/deployed/test_browser.py).
+	@if ! dpkg-query -W -f='$${Status}' chromium-driver 2>/dev/null | grep -q 'ok installed'; then \
+		echo "Installing chromium and chromium-driver for the browser tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: venv tools ## ruff check + format check, and the playbook syntax for both inventories.

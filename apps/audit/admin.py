@@ -1,8 +1,67 @@
+"""The audit trail in the Django admin: read-only, and fast at 10 M rows.
+
+No query here scans the table: the list filters offer fixed vocabularies (no
+``SELECT DISTINCT`` over the column), search is exact on indexed columns (no
+``LIKE '%...%'``), and the paginator counts at most ``CappedCountPaginator.CAP``
+rows (no ``COUNT(*)`` over everything).
+"""
+
+from __future__ import annotations
+
 from typing import Any
 
 from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.functional import cached_property
 
+from apps.audit import events
 from apps.audit.models import AuditEvent
+from apps.audit.reconciling import INTERRUPTED
+from apps.gateway.choices import Reason, UpstreamError
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most CAP rows (an index range scan of CAP entries at worst): the page
+    links stop there, filters and search narrow the rest."""
+
+    CAP = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list[: self.CAP + 1].count()
+
+
+class FixedChoicesFilter(admin.SimpleListFilter):
+    """A filter over a known vocabulary, so the admin never asks the table for its values."""
+
+    vocabulary: list[tuple[str, str]]
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return self.vocabulary
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
+        value = self.value()
+        return queryset.filter(**{self.parameter_name: value}) if value else queryset
+
+
+class EventTypeFilter(FixedChoicesFilter):
+    title = "event type"
+    parameter_name = "event_type"
+    vocabulary = [(name, name) for name in sorted(events.EVENT_TYPES)]
+
+
+class ReasonFilter(FixedChoicesFilter):
+    title = "reason"
+    parameter_name = "reason"
+    vocabulary = [(code, code) for code in sorted(Reason.values)]
+
+
+class ErrorFilter(FixedChoicesFilter):
+    title = "upstream error"
+    parameter_name = "error"
+    vocabulary = [(code, code) for code in sorted([*UpstreamError.values, INTERRUPTED])]
 
 
 @admin.register(AuditEvent)
@@ -11,6 +70,7 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     list_display = (
         "occurred_at",
+        "event_type",
         "request_id",
         "actor_username",
         "method",
@@ -19,10 +79,16 @@ class AuditEventAdmin(admin.ModelAdmin):
         "decision",
         "reason",
         "status",
+        "duration_ms",
     )
-    list_filter = ("decision", "reason")
-    search_fields = ("=request_id", "=actor_username", "=upstream_name")
+    list_filter = (("occurred_at", admin.DateFieldListFilter), "decision", EventTypeFilter, ReasonFilter, ErrorFilter)
+    # "=" makes each an exact match: an index lookup, never a LIKE '%...%' scan.
+    search_fields = ("=request_id", "=actor_username", "=upstream_name", "=token_key_id", "=source_ip")
+    search_help_text = "Exact request id, username, upstream, token key id or client IP."
+    ordering = ("-occurred_at", "-id")
+    paginator = CappedCountPaginator
     show_full_result_count = False  # No COUNT(*) over a large table on every page.
+    list_per_page = 50
 
     def has_add_permission(self, request: Any) -> bool:
         return False

@@ -8,6 +8,7 @@ from django.db.models import Q, QuerySet
 from rest_framework.exceptions import ValidationError
 
 from apps.audit.models import AuditEvent, Decision
+from auditgate.filtersets import IntegerFilter, StrictFilterSet
 
 # A CIDR filter becomes LIKE prefixes on the stored address text; beyond this many it is refused.
 _MAX_PREFIXES = 256
@@ -36,16 +37,16 @@ def cidr_condition(value: str) -> Q:
     return condition
 
 
-class AuditEventFilterSet(django_filters.FilterSet):
+class AuditEventFilterSet(StrictFilterSet):
     event_type = django_filters.CharFilter(help_text="e.g. gateway.request, token.created (apps/audit/events.py).")
     actor = django_filters.CharFilter(field_name="actor_username", help_text="Username at the time of the event.")
     token_key_id = django_filters.CharFilter()
     upstream = django_filters.CharFilter(field_name="upstream_name")
     decision = django_filters.ChoiceFilter(choices=Decision.choices)
     reason = django_filters.CharFilter()
-    status = django_filters.NumberFilter()
-    status_min = django_filters.NumberFilter(field_name="status", lookup_expr="gte")
-    status_max = django_filters.NumberFilter(field_name="status", lookup_expr="lte")
+    status = IntegerFilter()
+    status_min = IntegerFilter(field_name="status", lookup_expr="gte")
+    status_max = IntegerFilter(field_name="status", lookup_expr="lte")
     client_ip = django_filters.CharFilter(method="filter_client_ip", help_text="An address or an IPv4 CIDR.")
     method = django_filters.CharFilter()
     request_id = django_filters.CharFilter()

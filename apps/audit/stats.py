@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
@@ -24,6 +24,27 @@ def counts(queryset: QuerySet[AuditEvent], bucket: str) -> list[dict[str, Any]]:
         .order_by("bucket", "upstream_name", "decision", "status")
     )
     return [{**row, "bucket": row["bucket"].isoformat()} for row in rows]
+
+
+def top_callers(queryset: QuerySet[AuditEvent], limit: int = 10) -> list[dict[str, Any]]:
+    """The callers with the most gateway attempts, with their denials and server errors."""
+    rows = (
+        queryset.values("actor_username")
+        .annotate(requests=Count("id"), denied=Count("id", filter=Q(decision="deny")),
+                  errors=Count("id", filter=Q(status__gte=500)))
+        .order_by("-requests", "actor_username")[:limit]
+    )  # fmt: skip
+    return list(rows)
+
+
+DENIAL_FIELDS = ("id", "occurred_at", "actor_username", "upstream_name", "method", "path", "reason", "status",
+                 "request_id")  # fmt: skip
+
+
+def recent_denials(queryset: QuerySet[AuditEvent], limit: int = 20) -> list[dict[str, Any]]:
+    """The newest denials, read backwards along the (decision, occurred_at) index."""
+    rows = queryset.filter(decision="deny").order_by("-occurred_at", "-id").values(*DENIAL_FIELDS)[:limit]
+    return [{**row, "occurred_at": row["occurred_at"].isoformat()} for row in rows]
 
 
 def latency_percentiles(queryset: QuerySet[AuditEvent]) -> dict[str, float | None]:

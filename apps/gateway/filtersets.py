@@ -1,9 +1,16 @@
 import django_filters
 
-from apps.gateway.models import AccessRule
+from apps.gateway.models import AccessRule, Upstream
+from auditgate.filtersets import StrictFilterSet
 
 
-class AccessRuleFilterSet(django_filters.FilterSet):
+class UpstreamFilterSet(StrictFilterSet):
+    class Meta:
+        model = Upstream
+        fields = ("name", "enabled", "internal")
+
+
+class AccessRuleFilterSet(StrictFilterSet):
     upstream = django_filters.CharFilter(field_name="upstream__name")
     user = django_filters.CharFilter(field_name="user__username")
     group = django_filters.CharFilter(field_name="group__name")

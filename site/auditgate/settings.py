@@ -39,6 +39,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_filters",
+    "drf_spectacular",
+    # Swagger UI and Redoc as static files of the site: deployed hosts may have no internet.
+    "drf_spectacular_sidecar",
     "apps.gateway",
     "apps.audit",
 ]
@@ -62,7 +65,8 @@ WSGI_APPLICATION = "auditgate.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The site's own templates: the browsable API's page (links to the docs and the dashboard).
+        "DIRS": [SITE_DIR / "auditgate" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -139,7 +143,35 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "auditgate.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "auditgate.openapi.AutoSchema",
+    # Browsable API forms: no dropdown lists more than this many objects (names of users and
+    # upstreams are typed into text inputs anyway; see NAME_INPUT in the serializers).
+    "HTML_SELECT_CUTOFF": 100,
+    "HTML_SELECT_CUTOFF_TEXT": "More than {count} items: use the Raw data form",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "auditgate",
+    "DESCRIPTION": (
+        "An HTTP access gateway with a tamper-evident audit trail. Authenticate with an API token "
+        "(`Authorization: Bearer agt_...`) that has the management scope, or log in at /api/auth/login/. "
+        'Every error is JSON: `{"code", "detail", "request_id"}` with a stable `code`. '
+        "The gateway itself (`/gw/<upstream>/<path>`) forwards any request and is described in the README."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Write-only secrets appear in request bodies only, read-only fields in responses only.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": False, "displayRequestDuration": True},
+    # Choice sets used by several fields get one name each.
+    "ENUM_NAME_OVERRIDES": {
+        "HttpMethodEnum": "apps.gateway.choices.HTTP_METHODS",
+        "DecisionEnum": "apps.audit.models.Decision",
+    },
 }
 
 # --- API tokens -------------------------------------------------------------------------

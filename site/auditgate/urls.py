@@ -1,9 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from apps.audit.api.views import AuditEventViewSet, AuditStatsView, AuditVerifyView
+from apps.audit.views import dashboard
 from apps.gateway.api.tokens import APITokenViewSet
 from apps.gateway.api.views import AccessRuleViewSet, PolicyCheckView, UpstreamViewSet
 from apps.gateway.views import gateway
@@ -28,7 +30,11 @@ urlpatterns = [
     path("api/audit/verify", AuditVerifyView.as_view(), name="audit-verify"),
     path("api/audit/stats", AuditStatsView.as_view(), name="audit-stats"),
     path("api/auth/", include("rest_framework.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/swagger-ui/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api/", include(router.urls)),
+    path("audit/dashboard/", dashboard, name="audit-dashboard"),
     path("admin/", admin.site.urls),
 ]
 

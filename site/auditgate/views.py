@@ -6,6 +6,8 @@ import logging
 from typing import Any
 
 from django.db import DatabaseError, connection
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,6 +21,18 @@ class HealthView(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        summary="Liveness and database check",
+        responses={
+            200: inline_serializer("Health", {"status": serializers.CharField()}),
+            503: OpenApiResponse(
+                inline_serializer("HealthUnavailable", {"status": serializers.CharField(),
+                                  "code": serializers.CharField(), "request_id": serializers.CharField()}),
+                description="The database is unreachable: `code` is `database_unavailable`.",
+            ),
+        },
+        examples=[OpenApiExample("Up", value={"status": "ok"}, response_only=True, status_codes=["200"])],
+    )  # fmt: skip
     def get(self, request: Any) -> Response:
         try:
             with connection.cursor() as cursor:
@@ -35,6 +49,17 @@ class HealthView(APIView):
 class MeView(APIView):
     """Who the API thinks you are, and how you authenticated."""
 
+    @extend_schema(
+        summary="Who you are",
+        responses=inline_serializer("Me", {
+            "username": serializers.CharField(), "is_staff": serializers.BooleanField(),
+            "groups": serializers.ListField(child=serializers.CharField()),
+            "authentication": serializers.CharField(help_text="The authentication class that accepted you."),
+        }),
+        examples=[OpenApiExample("An auditor", response_only=True, value={
+            "username": "carol", "is_staff": False, "groups": ["auditor"],
+            "authentication": "ManagementAPITokenAuthentication"})],
+    )  # fmt: skip
     def get(self, request: Any) -> Response:
         user = request.user
         return Response(

@@ -20,6 +20,10 @@ import requests
 BASE_URL = os.environ.get("AUDITGATE_TEST_URL", "https://localhost")
 CA_FILE = os.environ.get("AUDITGATE_TEST_CA", "/etc/auditgate/tls/auditgate.crt")
 ADMIN_TOKEN_FILE = Path(os.environ.get("AUDITGATE_TEST_ADMIN_TOKEN_FILE", "/etc/auditgate/admin-token"))
+# How the tests run a management command on the deployed host (a private server may name its own).
+MANAGE = os.environ.get("AUDITGATE_TEST_MANAGE", "/usr/local/sbin/auditgate-manage").split()
+# Screenshots and fuzzing reports (gitignored).
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DEFINES_FILE = Path("/etc/apache2/conf-available/auditgate-defines.conf")
 ACCESS_LOG = Path("/var/log/apache2/auditgate_access.log")
 
@@ -49,6 +53,21 @@ def daemons(group: str) -> list[tuple[int, str]]:
     ]
 
 
+def manage(*args: str, timeout: int = 120) -> str:
+    """Run ``manage.py`` on the deployed host; its stdout."""
+    # Not with the test suite's settings (their password hasher is not the server's).
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run([*MANAGE, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def fresh_token(username: str) -> str:
+    """A one-day management token for ``username`` (created, as a service account, if missing)."""
+    args = ["create_token", username, "--create-user", "--label", "deployed tests", "--days", "1"]
+    return manage(*args, "--management-api").strip()
+
+
 @pytest.fixture(scope="session")
 def admin_token() -> str:
     if not ADMIN_TOKEN_FILE.is_file():
@@ -64,7 +83,7 @@ def https_session() -> requests.Session:
     """
     session = requests.Session()
     session.trust_env = False
-    session.verify = CA_FILE
+    session.verify = CA_FILE if BASE_URL.startswith("https:") else True
     return session
 
 

@@ -1,11 +1,13 @@
 from rest_framework import serializers
 
-from apps.audit.models import AuditEvent
+from apps.audit.models import AuditEvent, Decision
 
 
 class AuditEventSerializer(serializers.HyperlinkedModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="auditevent-detail")
     actor = serializers.IntegerField(source="actor_id", read_only=True, allow_null=True)
+    # Empty for events that are not decisions (changes, reads of the trail).
+    decision = serializers.ChoiceField(choices=Decision.choices, allow_blank=True, read_only=True)
 
     class Meta:
         model = AuditEvent
@@ -16,3 +18,69 @@ class AuditEventSerializer(serializers.HyperlinkedModelSerializer):
             "request_bytes", "response_bytes", "object_type", "object_id", "object_repr", "changes",
         )  # fmt: skip
         read_only_fields = fields
+
+
+# Response shapes of the non-model endpoints, for the OpenAPI schema.
+class StatsCountSerializer(serializers.Serializer):
+    bucket = serializers.DateTimeField(help_text="Start of the time bucket (UTC).")
+    upstream_name = serializers.CharField()
+    decision = serializers.CharField(help_text="allow, deny, or empty for an attempt without a decision.")
+    status = serializers.IntegerField(allow_null=True, help_text="The status the caller received.")
+    count = serializers.IntegerField()
+
+
+class LatencySerializer(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True)
+    p95 = serializers.FloatField(allow_null=True)
+    p99 = serializers.FloatField(allow_null=True)
+
+
+class TopCallerSerializer(serializers.Serializer):
+    actor_username = serializers.CharField(help_text="Empty for unauthenticated attempts.")
+    requests = serializers.IntegerField()
+    denied = serializers.IntegerField()
+    errors = serializers.IntegerField(help_text="Answers with a status of 500 or more.")
+
+
+class DenialSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    occurred_at = serializers.DateTimeField()
+    actor_username = serializers.CharField()
+    upstream_name = serializers.CharField()
+    method = serializers.CharField()
+    path = serializers.CharField()
+    reason = serializers.CharField(help_text="The machine-readable reason code, e.g. no_matching_rule.")
+    status = serializers.IntegerField(allow_null=True)
+    request_id = serializers.CharField()
+
+
+class AuditStatsSerializer(serializers.Serializer):
+    # "from" is a keyword: declared below under its real name.
+    to = serializers.DateTimeField()
+    bucket = serializers.ChoiceField(choices=("minute", "hour", "day"))
+    counts = StatsCountSerializer(many=True, help_text="Gateway attempts per bucket, upstream, decision and status.")
+    latency_ms = LatencySerializer(help_text="Of completed gateway requests in the window.")
+    top_callers = TopCallerSerializer(many=True, help_text="The 10 callers with the most gateway attempts.")
+    recent_denials = DenialSerializer(many=True, help_text="The 20 newest denials in the window.")
+
+
+AuditStatsSerializer._declared_fields["from"] = serializers.DateTimeField()
+
+
+class ProblemSerializer(serializers.Serializer):
+    kind = serializers.CharField(
+        help_text="altered, deleted, inserted, fork, bad_signature, checkpoint_missing or checkpoint_mismatch."
+    )
+    seq = serializers.IntegerField(allow_null=True)
+    detail = serializers.CharField()
+
+
+class AuditVerifySerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    first_bad_seq = serializers.IntegerField(allow_null=True)
+    events_checked = serializers.IntegerField()
+    segments_checked = serializers.IntegerField()
+    unsealed_tail = serializers.IntegerField(help_text="Events not sealed yet (younger than the grace window).")
+    signatures_checked = serializers.BooleanField(help_text="Always false here: the web server has no seal key.")
+    checkpoint_file_checked = serializers.BooleanField()
+    problems = ProblemSerializer(many=True)

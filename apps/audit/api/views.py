@@ -2,7 +2,16 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
-from rest_framework import viewsets
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import generics, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
@@ -12,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.audit import events, exporting, sealing, stats
-from apps.audit.api.serializers import AuditEventSerializer
+from apps.audit.api.serializers import AuditEventSerializer, AuditStatsSerializer, AuditVerifySerializer
 from apps.audit.filtersets import AuditEventFilterSet
 from apps.audit.models import AuditEvent
 from apps.audit.permissions import IsAuditor, is_auditor
@@ -25,6 +34,13 @@ class AuditEventPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def get_page_size(self, request: Any) -> int:
+        # DRF falls back to the default for a page_size it cannot read; say so instead.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is not None and not (raw.isdigit() and 1 <= int(raw) <= self.max_page_size):
+            raise ValidationError({"page_size": [f"An integer from 1 to {self.max_page_size}."]})
+        return super().get_page_size(request)
 
 
 class CSVRenderer(BaseRenderer):
@@ -39,6 +55,43 @@ class NDJSONRenderer(BaseRenderer):
     format = "ndjson"
 
 
+EVENT_EXAMPLE = {
+    "url": "https://gate.example/api/audit/events/1042/", "id": 1042, "event_type": "gateway.denied",
+    "occurred_at": "2026-03-02T09:15:27.113Z", "duration_ms": 3.2, "request_id": "ZT7b1X8AAQEAAB3xGk0AAAAB",
+    "actor": 7, "actor_username": "bob", "token_key_id": "k3J9x2Qa", "source_ip": "10.0.0.5",
+    "user_agent": "curl/8.5.0", "upstream_id": 3, "upstream_name": "crm", "method": "POST", "path": "/reports/x",
+    "query": "", "decision": "deny", "reason": "no_matching_rule", "rule_id": None, "status": 403,
+    "upstream_status": None, "error": "", "injected_credential": "", "request_bytes": 0, "response_bytes": 0,
+    "object_type": "", "object_id": "", "object_repr": "", "changes": None,
+}  # fmt: skip
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List audit events, newest first",
+        description="Auditors and administrators see every event, other users their own. Cursor pages "
+        "(`next`/`previous` links); no total count, so a page costs the same at any table size.",
+        examples=[OpenApiExample("A denied gateway request", value=EVENT_EXAMPLE, response_only=True)],
+    ),
+    retrieve=extend_schema(
+        summary="One audit event",
+        examples=[OpenApiExample("A denied gateway request", value=EVENT_EXAMPLE, response_only=True)],
+    ),
+    export=extend_schema(
+        summary="Export audit events as CSV or NDJSON",
+        description="The filtered events, streamed. `?format=csv` (default) or `?format=ndjson`. "
+        "CSV cells that look like formulas are quoted.",
+        parameters=[OpenApiParameter("format", enum=["csv", "ndjson"], description="Default: csv.")],
+        responses={
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="CSV with a header line.",
+                examples=[OpenApiExample("csv", value="id,event_type,occurred_at,...\n")],
+            ),
+            (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="One JSON object a line."),
+        },
+    ),
+)
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     """The audit trail, newest first. Read-only; reading it is itself audited."""
 
@@ -66,6 +119,8 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=False, renderer_classes=[CSVRenderer, NDJSONRenderer, JSONRenderer])
     def export(self, request: Any) -> StreamingHttpResponse:
         """The filtered events as CSV (default) or NDJSON (``?format=ndjson``), streamed."""
+        if request.query_params.get("format", "csv") not in ("csv", "ndjson"):
+            raise ValidationError({"format": ["csv or ndjson."]})
         kind = "ndjson" if request.accepted_renderer.format == "ndjson" else "csv"
         queryset = self.filter_queryset(self.get_queryset())
         events.record(events.AUDIT_EXPORTED, request=request, query=request.META.get("QUERY_STRING", "")[:2000])
@@ -78,6 +133,23 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     pagination_class = AuditEventPagination
     filterset_class = AuditEventFilterSet
 
+    def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+        # Only the export streams CSV or NDJSON; every other answer under ?format=csv|ndjson
+        # (errors, OPTIONS) is JSON, like all answers of the API.
+        # (No renderer yet: the request failed before negotiation, e.g. ?format=AAA.)
+        renderer = getattr(request, "accepted_renderer", None)
+        if not isinstance(response, StreamingHttpResponse) and (
+            renderer is None or isinstance(renderer, CSVRenderer | NDJSONRenderer)
+        ):
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+VERIFY_EXAMPLE = {
+    "ok": True, "first_bad_seq": None, "events_checked": 120000, "segments_checked": 2, "unsealed_tail": 17,
+    "signatures_checked": False, "checkpoint_file_checked": False, "problems": [],
+}  # fmt: skip
+
 
 class AuditVerifyView(APIView):
     """Recompute the hash chain and check it against the stored hashes and checkpoints.
@@ -88,21 +160,52 @@ class AuditVerifyView(APIView):
 
     permission_classes = [IsAuditor]
 
+    @extend_schema(
+        summary="Verify the audit hash chain",
+        responses=AuditVerifySerializer,
+        examples=[OpenApiExample("Intact", value=VERIFY_EXAMPLE, response_only=True)],
+    )
     def get(self, request: Any) -> Response:
         report = sealing.verify()
         events.record(events.AUDIT_VERIFIED, request=request, reason="ok" if report.ok else "not_intact")
         return Response(report.as_dict())
 
 
-class AuditStatsView(APIView):
-    """Requests, denials and errors over time per upstream, and latency percentiles.
+STATS_EXAMPLE = {
+    "from": "2026-03-01T09:00:00+00:00", "to": "2026-03-02T09:00:00+00:00", "bucket": "hour",
+    "counts": [{"bucket": "2026-03-02T08:00:00+00:00", "upstream_name": "crm", "decision": "allow", "status": 200,
+                "count": 412},
+               {"bucket": "2026-03-02T08:00:00+00:00", "upstream_name": "crm", "decision": "deny", "status": 403,
+                "count": 3}],
+    "latency_ms": {"p50": 21.4, "p95": 88.0, "p99": 240.3},
+    "top_callers": [{"actor_username": "report-job", "requests": 380, "denied": 0, "errors": 1}],
+    "recent_denials": [{"id": 1042, "occurred_at": "2026-03-02T08:15:27.113000+00:00", "actor_username": "bob",
+                        "upstream_name": "crm", "method": "POST", "path": "/reports/x", "reason": "no_matching_rule",
+                        "status": 403, "request_id": "ZT7b1X8AAQEAAB3xGk0AAAAB"}],
+}  # fmt: skip
+
+
+class AuditStatsView(generics.GenericAPIView):
+    """Requests, denials and errors over time per upstream, latency percentiles, top callers
+    and recent denials: what the audit dashboard draws.
 
     ``?bucket=minute|hour|day`` (default hour), ``occurred_after`` / ``occurred_before``
     (default: the last 24 hours) and every filter of the event list.
     """
 
     permission_classes = [IsAuditor]
+    queryset = AuditEvent.objects.all()
+    # Declared for the schema and the browsable API's filter form; get() applies the filters itself.
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = AuditEventFilterSet
+    pagination_class = None
 
+    @extend_schema(
+        summary="Audit statistics for dashboards",
+        parameters=[OpenApiParameter("bucket", enum=list(stats.BUCKETS), description="Default: hour.")],
+        responses=AuditStatsSerializer,
+        examples=[OpenApiExample("Last 24 hours", value=STATS_EXAMPLE, response_only=True)],
+    )
     def get(self, request: Any) -> Response:
         bucket = request.query_params.get("bucket", "hour")
         if bucket not in stats.BUCKETS:
@@ -121,5 +224,7 @@ class AuditStatsView(APIView):
                 "bucket": bucket,
                 "counts": stats.counts(gateway, bucket),
                 "latency_ms": stats.latency_percentiles(gateway.filter(event_type="gateway.request")),
+                "top_callers": stats.top_callers(gateway),
+                "recent_denials": stats.recent_denials(gateway),
             }
         )

@@ -13,6 +13,11 @@ from apps.gateway.models import AccessRule, Upstream
 from apps.gateway.models.rules import Subject
 from apps.gateway.targets import check_base_url
 from apps.gateway.validators import validate_cidrs
+from auditgate.fields import STRICT_FIELD_MAPPING, StrictCharField
+
+# Related objects are named in a text input of the browsable API's form, never a dropdown of
+# every user or upstream (which would also show them to anyone who may open the form).
+NAME_INPUT = {"base_template": "input.html"}
 
 
 def _ordered_methods(value: list[str]) -> list[str]:
@@ -20,13 +25,14 @@ def _ordered_methods(value: list[str]) -> list[str]:
 
 
 class UpstreamSerializer(serializers.HyperlinkedModelSerializer):
+    serializer_field_mapping = STRICT_FIELD_MAPPING
     url = serializers.HyperlinkedIdentityField(view_name="upstream-detail")
     allowed_methods = serializers.ListField(
         child=serializers.ChoiceField(choices=HTTP_METHODS), allow_empty=False, required=False
     )
     # Secrets are write-only: the API says whether one is set, never what it is.
-    credential_value = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=1000)
-    identity_key = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=200)
+    credential_value = StrictCharField(write_only=True, required=False, allow_blank=True, max_length=1000)
+    identity_key = StrictCharField(write_only=True, required=False, allow_blank=True, max_length=200)
     has_credential = serializers.SerializerMethodField()
     has_identity_key = serializers.SerializerMethodField()
 
@@ -65,17 +71,19 @@ class UpstreamSerializer(serializers.HyperlinkedModelSerializer):
 
 
 class AccessRuleSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = STRICT_FIELD_MAPPING
     url = serializers.HyperlinkedIdentityField(view_name="accessrule-detail")
-    upstream = serializers.SlugRelatedField(slug_field="name", queryset=Upstream.objects.all())
+    upstream = serializers.SlugRelatedField(slug_field="name", queryset=Upstream.objects.all(), style=NAME_INPUT)
     user = serializers.SlugRelatedField(
-        slug_field="username", queryset=get_user_model().objects.all(), required=False, allow_null=True
-    )
+        slug_field="username", queryset=get_user_model().objects.all(), required=False, allow_null=True,
+        style=NAME_INPUT,
+    )  # fmt: skip
     group = serializers.SlugRelatedField(
-        slug_field="name", queryset=Group.objects.all(), required=False, allow_null=True
+        slug_field="name", queryset=Group.objects.all(), required=False, allow_null=True, style=NAME_INPUT
     )
     methods = serializers.ListField(child=serializers.ChoiceField(choices=HTTP_METHODS), required=False)
     source_cidrs = serializers.ListField(
-        child=serializers.CharField(max_length=49), required=False, validators=[validate_cidrs]
+        child=StrictCharField(max_length=49), required=False, validators=[validate_cidrs]
     )
     days = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=6), required=False)
 
@@ -123,10 +131,12 @@ class AccessRuleSerializer(serializers.ModelSerializer):
 class PolicyCheckSerializer(serializers.Serializer):
     """The request a dry run asks about."""
 
-    user = serializers.SlugRelatedField(slug_field="username", queryset=get_user_model().objects.all())
-    upstream = serializers.SlugRelatedField(slug_field="name", queryset=Upstream.objects.all())
+    user = serializers.SlugRelatedField(
+        slug_field="username", queryset=get_user_model().objects.all(), style=NAME_INPUT
+    )
+    upstream = serializers.SlugRelatedField(slug_field="name", queryset=Upstream.objects.all(), style=NAME_INPUT)
     method = serializers.ChoiceField(choices=HTTP_METHODS)
-    path = serializers.CharField(max_length=2000)
+    path = StrictCharField(max_length=2000)
     source_ip = serializers.IPAddressField(required=False, allow_null=True)
     at = serializers.DateTimeField(required=False, help_text="Default: now.")
 

@@ -10,6 +10,7 @@ network scopes than its own.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -27,23 +29,26 @@ from rest_framework.response import Response
 from apps.gateway import tokens
 from apps.gateway.models import APIToken, Upstream
 from apps.gateway.models.tokens import MAX_CIDRS, normalise_cidrs
+from auditgate.fields import STRICT_FIELD_MAPPING, StrictCharField
+from auditgate.filtersets import StrictFilterSet
 
 
 class APITokenSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = STRICT_FIELD_MAPPING
     url = serializers.HyperlinkedIdentityField(view_name="apitoken-detail")
     user = serializers.SlugRelatedField(
         slug_field="username", queryset=get_user_model().objects.all(), required=False, help_text="Admins only."
     )
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="Null when made on the host (manage.py)."
+    )
     status = serializers.SerializerMethodField()
     expires_at = serializers.DateTimeField(required=False, help_text="Default and maximum: now + the maximum lifetime.")
     expires_in_days = serializers.IntegerField(write_only=True, required=False, min_value=1)
     upstreams = serializers.SlugRelatedField(
         slug_field="name", queryset=Upstream.objects.all(), many=True, required=False
     )
-    allowed_cidrs = serializers.ListField(
-        child=serializers.CharField(max_length=64), required=False, max_length=MAX_CIDRS
-    )
+    allowed_cidrs = serializers.ListField(child=StrictCharField(max_length=64), required=False, max_length=MAX_CIDRS)
 
     class Meta:
         model = APIToken
@@ -77,6 +82,12 @@ class APITokenSerializer(serializers.ModelSerializer):
             user_field = self.fields["user"]
             user_field.queryset = get_user_model().objects.filter(pk=request.user.pk)
             user_field.error_messages["does_not_exist"] = "Only administrators may create tokens for other users."
+
+    def to_internal_value(self, data: Any) -> Any:
+        # DRF reads any iterable as a list of names, so {"upstreams": {}} would mean "none".
+        if isinstance(data, Mapping) and isinstance(data.get("upstreams"), Mapping | str):
+            raise serializers.ValidationError({"upstreams": ["Expected a list of upstream names."]}, code="not_a_list")
+        return super().to_internal_value(data)
 
     def get_status(self, token: APIToken) -> str:
         return token.status(timezone.now())
@@ -141,7 +152,7 @@ def _check_within_scopes(attrs: dict[str, Any], parent: APIToken) -> None:
         raise serializers.ValidationError(errors, code="exceeds_token_scope")
 
 
-class APITokenFilterSet(django_filters.FilterSet):
+class APITokenFilterSet(StrictFilterSet):
     user = django_filters.CharFilter(field_name="user__username")
 
     class Meta:
@@ -149,6 +160,40 @@ class APITokenFilterSet(django_filters.FilterSet):
         fields = ("user", "management_api", "all_upstreams")
 
 
+TOKEN_RESPONSE = {
+    "url": "https://gate.example/api/tokens/5/", "id": 5, "key_id": "k3J9x2Qa", "label": "report job",
+    "user": "alice", "status": "active", "created_at": "2026-03-01T10:00:00Z", "created_by": "alice",
+    "expires_at": "2026-03-31T10:00:00Z", "revoked_at": None, "enabled": True, "all_upstreams": False,
+    "upstreams": ["crm"], "management_api": False, "allowed_cidrs": [], "last_used_at": None, "last_used_ip": None,
+}  # fmt: skip
+_token_example = OpenApiExample("A token", value=TOKEN_RESPONSE, response_only=True)
+
+
+class CreatedTokenSerializer(APITokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="The token itself: shown in this answer only.")
+
+    class Meta(APITokenSerializer.Meta):
+        fields = (*APITokenSerializer.Meta.fields, "token")
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List API tokens", description="Yours; administrators see everyone's.",
+                       examples=[_token_example]),
+    retrieve=extend_schema(summary="One API token", examples=[_token_example]),
+    create=extend_schema(
+        summary="Create an API token",
+        description="The answer's `token` is the only copy: it is never shown again. Audited.",
+        responses={201: CreatedTokenSerializer},
+        examples=[
+            OpenApiExample("For a script", request_only=True,
+                           value={"label": "report job", "upstreams": ["crm"], "expires_in_days": 30}),
+            OpenApiExample("Created", response_only=True, status_codes=["201"],
+                           value={**TOKEN_RESPONSE, "token": "agt_k3J9x2Qa_<secret>_<checksum>"}),
+        ],
+    ),
+    destroy=extend_schema(summary="Revoke an API token", description="The row stays, for the audit trail."),
+    revoke=extend_schema(summary="Revoke an API token", request=None, examples=[_token_example]),
+)  # fmt: skip
 class APITokenViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
@@ -161,6 +206,8 @@ class APITokenViewSet(
 
     serializer_class = APITokenSerializer
     filterset_class = APITokenFilterSet
+
+    queryset = APIToken.objects.none()  # for the schema; get_queryset() decides what a user sees
 
     def get_queryset(self) -> QuerySet[APIToken]:
         queryset = APIToken.objects.select_related("user", "created_by").prefetch_related("upstreams")

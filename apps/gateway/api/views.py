@@ -1,7 +1,8 @@
 from typing import Any
 
 from django.utils import timezone
-from rest_framework import viewsets
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view, inline_serializer
+from rest_framework import serializers, viewsets
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -10,7 +11,7 @@ from rest_framework.views import APIView
 from apps.audit import events
 from apps.gateway import actions
 from apps.gateway.api.serializers import AccessRuleSerializer, PolicyCheckSerializer, UpstreamSerializer
-from apps.gateway.filtersets import AccessRuleFilterSet
+from apps.gateway.filtersets import AccessRuleFilterSet, UpstreamFilterSet
 from apps.gateway.models import AccessRule, Upstream
 from apps.gateway.policy import AccessRequest, decide
 
@@ -33,15 +34,57 @@ class AuditedModelViewSet(viewsets.ModelViewSet):
         actions.delete(instance, event_type=self.event_types["deleted"], request=self.request)
 
 
+def crud_schema(noun: str, plural: str, request: dict[str, Any], response: dict[str, Any]) -> Any:
+    """Summaries and examples for the six operations of a model viewset."""
+    req = OpenApiExample(f"A {noun}", value=request, request_only=True)
+    res = OpenApiExample(f"A {noun}", value=response, response_only=True)
+    patch = OpenApiExample(f"Disable a {noun}", value={"enabled": False}, request_only=True)
+    return extend_schema_view(
+        list=extend_schema(summary=f"List {plural}", examples=[res]),
+        create=extend_schema(summary=f"Create a {noun}", description="Audited.", examples=[req, res]),
+        retrieve=extend_schema(summary=f"One {noun}", examples=[res]),
+        update=extend_schema(summary=f"Replace a {noun}", description="Audited.", examples=[req, res]),
+        partial_update=extend_schema(summary=f"Change some fields of a {noun}", description="Audited.",
+                                     examples=[patch, res]),
+        destroy=extend_schema(summary=f"Delete a {noun}", description="Audited; its audit events stay."),
+    )  # fmt: skip
+
+
+UPSTREAM_REQUEST = {"name": "crm", "base_url": "https://crm.example.com:8443", "description": "Customer records",
+                    "allowed_methods": ["GET", "POST"], "credential_header": "X-Api-Key",
+                    "credential_value": "the upstream's key (write-only)"}  # fmt: skip
+UPSTREAM_RESPONSE = {
+    "url": "https://gate.example/api/upstreams/3/", "id": 3, "name": "crm", "base_url": "https://crm.example.com:8443",
+    "enabled": True, "internal": False, "description": "Customer records", "connect_timeout": 5.0,
+    "read_timeout": 30.0, "max_request_bytes": 10485760, "max_response_bytes": 1073741824,
+    "allowed_methods": ["GET", "POST"], "preserve_host": False, "forward_cookies": False, "fail_open": False,
+    "credential_header": "X-Api-Key", "has_credential": True, "has_identity_key": False,
+    "created_at": "2026-03-01T10:00:00Z", "updated_at": "2026-03-01T10:00:00Z",
+}  # fmt: skip
+RULE_REQUEST = {
+    "upstream": "crm", "user": "alice", "methods": ["GET"], "path_pattern": "/reports", "days": [0, 1, 2, 3, 4],
+    "start_time": "08:00", "end_time": "18:00", "time_zone": "Europe/Berlin",
+}  # fmt: skip
+RULE_RESPONSE = {
+    "url": "https://gate.example/api/rules/12/", "id": 12, "upstream": "crm", "subject": "user", "user": "alice",
+    "group": None, "effect": "allow", "priority": 100, "methods": ["GET"], "path_match": "prefix",
+    "path_pattern": "/reports", "source_cidrs": [], "days": [0, 1, 2, 3, 4], "start_time": "08:00:00",
+    "end_time": "18:00:00", "time_zone": "Europe/Berlin", "valid_from": None, "valid_until": None, "enabled": True,
+    "description": "", "created_at": "2026-03-01T10:00:00Z", "updated_at": "2026-03-01T10:00:00Z",
+}  # fmt: skip
+
+
+@crud_schema("upstream", "upstreams", UPSTREAM_REQUEST, UPSTREAM_RESPONSE)
 class UpstreamViewSet(AuditedModelViewSet):
     queryset = Upstream.objects.all()
     serializer_class = UpstreamSerializer
     permission_classes = [IsAdminUser]
-    filterset_fields = ("name", "enabled", "internal")
+    filterset_class = UpstreamFilterSet
     event_types = {"created": events.UPSTREAM_CREATED, "updated": events.UPSTREAM_UPDATED,
                    "deleted": events.UPSTREAM_DELETED}  # fmt: skip
 
 
+@crud_schema("rule", "access rules", RULE_REQUEST, RULE_RESPONSE)
 class AccessRuleViewSet(AuditedModelViewSet):
     queryset = AccessRule.objects.select_related("upstream", "user", "group")
     serializer_class = AccessRuleSerializer
@@ -57,6 +100,27 @@ class PolicyCheckView(APIView):
     permission_classes = [IsAdminUser]
     serializer_class = PolicyCheckSerializer
 
+    @extend_schema(
+        summary="Dry run of the access policy",
+        request=PolicyCheckSerializer,
+        responses=inline_serializer(
+            "PolicyCheckResult",
+            {
+                "allowed": serializers.BooleanField(),
+                "code": serializers.CharField(help_text="The reason code, e.g. allowed, no_matching_rule."),
+                "rule": serializers.IntegerField(allow_null=True, help_text="The rule that decided, if any."),
+                "rule_url": serializers.URLField(allow_null=True),
+            },
+        ),
+        examples=[
+            OpenApiExample("Would bob POST /reports/x?", request_only=True, value={
+                "user": "bob", "upstream": "crm", "method": "POST", "path": "/reports/x", "source_ip": "10.0.0.5"}),
+            OpenApiExample("Denied", response_only=True, value={
+                "allowed": False, "code": "no_matching_rule", "rule": None, "rule_url": None}),
+            OpenApiExample("Allowed", response_only=True, value={
+                "allowed": True, "code": "allowed", "rule": 12, "rule_url": "https://gate.example/api/rules/12/"}),
+        ],
+    )  # fmt: skip
     def post(self, request: Any) -> Response:
         serializer = PolicyCheckSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -1,0 +1,47 @@
+"""Strict query filters: a value a filter cannot read is a 400, never silently ignored.
+
+django-filter's boolean filter treats anything but true/false as "no filter" and its number
+filter accepts fractions for integer columns: a caller asking for ``enabled=ture`` would get
+every row and believe they were filtered.  Every FilterSet of the API derives from
+``StrictFilterSet``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django import forms
+from django.db import models
+
+_TRUE, _FALSE = ("true", "True", "1"), ("false", "False", "0")
+
+
+class StrictBooleanField(forms.Field):
+    def to_python(self, value: Any) -> bool | None:
+        if value in (None, ""):
+            return None
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise forms.ValidationError("Expected true or false.", code="invalid")
+
+
+class BooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanField
+
+
+class IntegerFilter(django_filters.NumberFilter):
+    field_class = forms.IntegerField
+
+
+class StrictFilterSet(django_filters.FilterSet):
+    FILTER_DEFAULTS = {
+        **django_filters.FilterSet.FILTER_DEFAULTS,
+        models.BooleanField: {"filter_class": BooleanFilter},
+        models.IntegerField: {"filter_class": IntegerFilter},
+        models.BigIntegerField: {"filter_class": IntegerFilter},
+        models.PositiveIntegerField: {"filter_class": IntegerFilter},
+        models.PositiveSmallIntegerField: {"filter_class": IntegerFilter},
+    }

@@ -1,0 +1,126 @@
+"""The OpenAPI 3 schema (drf-spectacular): the error shape, the token scheme, and the
+error responses every operation can give, added in one place.
+
+Views describe their own success responses, summaries and examples with
+``extend_schema``; ``AutoSchema`` adds the errors that follow from how a view is
+built (authentication, permissions, a request body, a path parameter, filters), so
+no operation can forget one.  Codes are those of ``auditgate.errors`` and
+``apps.gateway.choices.Reason``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema as BaseAutoSchema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from rest_framework import permissions, serializers
+
+# status -> (description, {code: example detail}); the first code is the usual one.
+ERROR_CODES: dict[int, tuple[str, dict[str, str]]] = {
+    400: (
+        "The request is invalid: `errors` has the messages per field.",
+        {"invalid": "The request is invalid."},
+    ),
+    401: (
+        "No usable credentials.",
+        {
+            "not_authenticated": "Authentication credentials were not provided.",
+            "authentication_failed": "Invalid token.",
+            "token_expired": "This token has expired.",
+            "token_revoked": "This token was revoked.",
+        },
+    ),
+    403: (
+        "Authenticated, but not allowed.",
+        {
+            "permission_denied": "You do not have permission to perform this action.",
+            "token_scope": "This token may not use the management API.",
+            "source_ip_not_allowed": "This token may not be used from your address.",
+        },
+    ),
+    404: ("No such object (or not yours), or an invalid page or cursor.", {"not_found": "Not found."}),
+    415: (
+        "The body's Content-Type is not one the operation reads.",
+        {"unsupported_media_type": 'Unsupported media type "text/plain" in request.'},
+    ),
+}
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error answer of the API."""
+
+    code = serializers.CharField(help_text="Stable and machine-readable, e.g. `token_expired`.")
+    detail = serializers.CharField(help_text="For people; may change.")
+    request_id = serializers.CharField(
+        allow_null=True, help_text="Also in `X-Request-ID`, Apache's log and the audit trail."
+    )
+    errors = serializers.DictField(
+        required=False, help_text="Validation errors only: messages per field (`non_field_errors` for the whole)."
+    )
+
+
+def error_response(status: int) -> OpenApiResponse:
+    description, codes = ERROR_CODES[status]
+    listed = ", ".join(f"`{code}`" for code in codes)
+    examples = [
+        OpenApiExample(
+            code,
+            value={"code": code, "detail": detail, "request_id": "ZT7b1X8AAQEAAB3xGk0AAAAB"},
+            status_codes=[str(status)],
+            response_only=True,
+        )
+        for code, detail in codes.items()
+    ]
+    if status == 400:
+        examples[0].value["errors"] = {"name": ["This field is required."]}
+    return OpenApiResponse(ErrorSerializer, description=f"{description} `code`: {listed}.", examples=examples)
+
+
+class AutoSchema(BaseAutoSchema):
+    """Adds the error responses that follow from the view's construction."""
+
+    def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
+        responses = super()._get_response_bodies(direction)
+        for status in self._error_statuses():
+            if str(status) not in responses:
+                responses[str(status)] = self._get_response_for_code(
+                    error_response(status), str(status), direction=direction
+                )
+        return responses
+
+    def _error_statuses(self) -> list[int]:
+        statuses = []
+        has_body = self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None
+        filtered = getattr(self.view, "filterset_class", None) or getattr(self.view, "filterset_fields", None)
+        if has_body or filtered or self._get_pagination_parameters():
+            statuses.append(400)
+        perms = {type(p) for p in self.view.get_permissions()}
+        if permissions.AllowAny not in perms:
+            statuses += [401, 403]
+        if "{" in self.path or self._is_paginated_list():
+            statuses.append(404)
+        if has_body:
+            statuses.append(415)
+        return statuses
+
+    def _is_paginated_list(self) -> bool:
+        """Pages past the end and invalid cursors are 404s (DRF's NotFound)."""
+        return self._get_paginator() is not None and self._is_list_view()
+
+
+class TokenScheme(OpenApiAuthenticationExtension):
+    """``Authorization: Bearer agt_...`` (``Token agt_...`` works too)."""
+
+    target_class = "apps.gateway.authentication.APITokenAuthentication"
+    match_subclasses = True
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "agt_<key id>_<secret>_<checksum>",
+            "description": "An API token with the management scope. `Authorization: Token <token>` works too.",
+        }
