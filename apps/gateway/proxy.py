@@ -8,20 +8,16 @@ call has connect and read timeouts.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import time
 from collections.abc import Iterator
 from typing import IO, Any
-from urllib.parse import quote
 
 import urllib3
 from django.conf import settings
 from django.http import HttpRequest, StreamingHttpResponse
 
 from apps.audit.recording import GatewayAttempt
-from apps.gateway import ssrf
+from apps.gateway import identity, ssrf
 from apps.gateway.addresses import forwarded_for
 from apps.gateway.choices import UpstreamError
 from apps.gateway.models import Upstream
@@ -83,15 +79,8 @@ def hops_through_us(meta: dict[str, Any]) -> int:
 
 
 def identity_header(key: str, username: str, token_key_id: str, request_id: str, now: int | None = None) -> str:
-    """``v1;user=..;kid=..;rid=..;ts=..;sig=..``: sig = HMAC-SHA256(key, "v1\\nuser\\nkid\\nrid\\nts").
-
-    See docs/identity-header.md for the verification recipe upstreams use.
-    """
-    ts = str(int(time.time()) if now is None else now)
-    user = quote(username, safe="")
-    message = "\n".join(("v1", user, token_key_id, request_id, ts)).encode()
-    sig = hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
-    return f"v1;user={user};kid={token_key_id};rid={request_id};ts={ts};sig={sig}"
+    """The signed ``X-Auditgate-Identity`` value (apps.gateway.identity, docs/identity-header.md)."""
+    return identity.sign(key, username, token_key_id, request_id, now)
 
 
 def request_headers(
