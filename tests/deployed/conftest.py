@@ -21,12 +21,25 @@ BASE_URL = os.environ.get("AUDITGATE_TEST_URL", "https://localhost")
 CA_FILE = os.environ.get("AUDITGATE_TEST_CA", "/etc/auditgate/tls/auditgate.crt")
 ADMIN_TOKEN_FILE = Path(os.environ.get("AUDITGATE_TEST_ADMIN_TOKEN_FILE", "/etc/auditgate/admin-token"))
 DEFINES_FILE = Path("/etc/apache2/conf-available/auditgate-defines.conf")
+SITE_FILE = Path("/etc/apache2/sites-available/auditgate.conf")
 ACCESS_LOG = Path("/var/log/apache2/auditgate_access.log")
 
 
 def apache_defines() -> dict[str, str]:
     """The ``Define NAME value`` lines the playbook wrote for the vhost."""
     return dict(re.findall(r"^Define\s+(\S+)\s+(.*?)\s*$", DEFINES_FILE.read_text(), re.MULTILINE))
+
+
+def daemon_option(group: str, option: str) -> str:
+    """An option of ``WSGIDaemonProcess <group>`` in the deployed site file, e.g. queue-timeout."""
+    directive = re.search(rf"^\s*WSGIDaemonProcess {re.escape(group)} ((?:.*\\\n)*.*)$", SITE_FILE.read_text(), re.M)
+    assert directive, f"no WSGIDaemonProcess {group}"
+    return re.search(rf"(?:^|\s){re.escape(option)}=(\S+)", directive.group(1)).group(1)
+
+
+def manage(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """A management command with the deployed settings, as the cron jobs run them."""
+    return subprocess.run(["/usr/local/sbin/auditgate-manage", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def logged_by_apache(request_id: str) -> bool:
