@@ -116,18 +116,33 @@ def response_headers(upstream_response: urllib3.BaseHTTPResponse) -> list[tuple[
     return [(name, value) for name, value in upstream_response.headers.iteritems() if name.lower() not in dropped]
 
 
+class ClientGone(Exception):
+    """The client went away while its request body was being read (not an OSError on purpose:
+    urllib3 would report it as an upstream failure)."""
+
+
 class CountingReader:
     """The request body as a file for urllib3, read in blocks and counted (never held whole)."""
 
-    def __init__(self, stream: IO[bytes], attempt: GatewayAttempt):
+    def __init__(self, stream: IO[bytes], attempt: GatewayAttempt, length: int):
         self._stream = stream
         self._attempt = attempt
+        self._length = length
 
     def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size if size and size > 0 else 64 * 1024)
+        try:
+            data = self._stream.read(size if size and size > 0 else 64 * 1024)
+        except OSError as exc:  # mod_wsgi: "request data read error"
+            raise self._gone() from exc
+        if not data and self._attempt.request_bytes < self._length:
+            raise self._gone()  # the body ended before its Content-Length
         self._attempt.request_bytes += len(data)
         self._attempt.request_digest.update(data)
         return data
+
+    def _gone(self) -> ClientGone:
+        self._attempt.client_aborted = True
+        return ClientGone(f"client left after {self._attempt.request_bytes} of {self._length} body bytes")
 
 
 def open_upstream(
