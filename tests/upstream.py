@@ -12,8 +12,8 @@ Paths with a behaviour:
 - ``/hop-headers`` answers with hop-by-hop headers that a proxy must drop;
 - anything else answers JSON describing the request.
 
-Every request's method and path are appended to ``server.seen``, so a test can
-prove that something did *not* reach the upstream.
+Every request's method and path are appended to ``server.seen`` (and its arrival time to
+``server.arrivals``), so a test can prove that something did *not* reach the upstream.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class EchoHandler(BaseHTTPRequestHandler):
 
     def handle_any(self) -> None:
         self.server.seen.append((self.command, self.path))
+        self.server.arrivals.append(time.monotonic())
         self.large_body: tuple[int, str] | None = None  # One handler serves a whole keep-alive connection.
         length = int(self.headers.get("Content-Length") or 0)
         body = self._read_body(length)
@@ -126,6 +127,7 @@ class Upstream:
         self.server = _BackloggedServer(("127.0.0.1", 0), EchoHandler)
         self.server.daemon_threads = True
         self.server.seen = []
+        self.server.arrivals = []  # time.monotonic() of each request's arrival
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -8,19 +8,26 @@
 
 A refusal has nothing to forward: ``deny()`` writes it complete in one insert.  Attempts
 whose process died before phase 2 are closed as ``interrupted`` by ``audit_reconcile``.
-Audit writes run in autocommit, never inside a transaction of the request.
+An outcome that cannot be written (the database went away while the response streamed)
+is kept in the process and written by the next audit write that succeeds there, so a
+database restart loses no outcome.  Audit writes run in autocommit, never inside a
+transaction of the request.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from apps.audit.events import GATEWAY_DENIED, GATEWAY_REQUEST
@@ -31,6 +38,38 @@ _MAX_TEXT = 2000
 # Daemon mode initialises Python in each daemon process (WSGIRestrictEmbedded), so the
 # pid read at import is the pid of the process that handles the requests.
 WORKER = f"{socket.gethostname()}/{os.getpid()}"
+logger = logging.getLogger(__name__)
+# Outcomes waiting for the database: (event id, outcome fields).  Bounded: past this many,
+# the oldest are dropped (logged) and audit_reconcile closes their attempts as interrupted.
+PENDING_LIMIT = 10_000
+_pending: deque[tuple[int, dict[str, Any]]] = deque()
+_pending_lock = threading.Lock()
+
+
+def _keep_for_later(event_id: int, outcome: dict[str, Any]) -> None:
+    with _pending_lock:
+        if len(_pending) >= PENDING_LIMIT:
+            dropped, _ = _pending.popleft()
+            logger.error("Outcome of audit event %s dropped: too many waiting for the database", dropped)
+        _pending.append((event_id, outcome))
+
+
+def write_pending_outcomes() -> int:
+    """Write the outcomes kept while the database was away; stops at the first failure."""
+    written = 0
+    while True:
+        with _pending_lock:
+            if not _pending:
+                return written
+            event_id, outcome = _pending.popleft()
+        try:
+            AuditEvent.objects.record_outcome(event_id, **outcome)
+        except DatabaseError:
+            with _pending_lock:
+                _pending.appendleft((event_id, outcome))
+            return written
+        written += 1
+        logger.warning("Outcome of audit event %s written after the database came back", event_id)
 
 
 @dataclass
@@ -121,6 +160,7 @@ class GatewayAttempt:
         self.finished = True
         event = AuditEvent.objects.create(**self._attempt_fields(), **self._outcome_fields())
         self.event_id = event.pk
+        _write_pending_if_any()
         return event
 
     def begin(self) -> AuditEvent:
@@ -128,14 +168,33 @@ class GatewayAttempt:
         self.overhead_ms = self.elapsed_ms()
         event = AuditEvent.objects.create(**self._attempt_fields())
         self.event_id = event.pk
+        _write_pending_if_any()
         return event
 
     def finish(self) -> None:
-        """Phase 2, once: the outcome.  Without a phase-1 row (fail-open) it writes both."""
+        """Phase 2, once: the outcome.  Without a phase-1 row (fail-open) it writes both.
+
+        Never raises for a database outage: the outcome waits in the process (see above).
+        """
         if self.finished:
             return
         self.finished = True
-        if self.event_id is None:
-            AuditEvent.objects.create(**self._attempt_fields(), **self._outcome_fields())
+        outcome = self._outcome_fields()
+        try:
+            if self.event_id is None:
+                AuditEvent.objects.create(**self._attempt_fields(), **outcome)
+            else:
+                AuditEvent.objects.record_outcome(self.event_id, **outcome)
+        except DatabaseError:
+            if self.event_id is None:
+                logger.error("AUDIT EVENT LOST: fail-open request %s could not be recorded", self.request_id)
+                return
+            logger.error("Outcome of audit event %s not written (database unavailable): kept", self.event_id)
+            _keep_for_later(self.event_id, outcome)
             return
-        AuditEvent.objects.record_outcome(self.event_id, **self._outcome_fields())
+        _write_pending_if_any()
+
+
+def _write_pending_if_any() -> None:
+    if _pending:  # unlocked peek: the common case costs nothing
+        write_pending_outcomes()

@@ -26,6 +26,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 class Outcome:
     status: int | None  # None: no HTTP answer (timeout or connection error)
     seconds: float
+    started: float = 0.0  # time.monotonic() when it was sent
     request_id: str = ""
     error: str = ""  # "timeout", "connection" or ""
     code: str = ""  # the JSON "code" of an auditgate error answer, or ""
@@ -54,10 +55,10 @@ def call(token: str, path: str, timeout: float = 30.0, method: str = "GET") -> O
     try:
         response = _session(token).request(method, f"{BASE_URL}{path}", timeout=timeout)
     except requests.Timeout:
-        return Outcome(None, time.monotonic() - started, error="timeout")
+        return Outcome(None, time.monotonic() - started, started, error="timeout")
     except requests.ConnectionError as exc:
         _local.token = None  # a fresh connection next time
-        return Outcome(None, time.monotonic() - started, error="connection", detail=repr(exc)[:300])
+        return Outcome(None, time.monotonic() - started, started, error="connection", detail=repr(exc)[:300])
     seconds = time.monotonic() - started
     code = ""
     if response.headers.get("Content-Type", "").startswith("application/json") and response.status_code >= 400:
@@ -65,7 +66,7 @@ def call(token: str, path: str, timeout: float = 30.0, method: str = "GET") -> O
             code = str(response.json().get("code", ""))
         except ValueError:
             code = ""
-    return Outcome(response.status_code, seconds, response.headers.get("X-Request-ID", ""), code=code)
+    return Outcome(response.status_code, seconds, started, response.headers.get("X-Request-ID", ""), code=code)
 
 
 def burst(concurrency: int, request: Callable[[], Outcome]) -> list[Outcome]:
