@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,12 +19,14 @@ from pathlib import Path
 import pytest
 
 from tests.deployed.conftest import apache_defines, daemons
-from tests.deployed.load import group_capacity
+from tests.deployed.load import Outcome, call, group_capacity, record
 from tests.deployed.trail import Load, check_trail
 
 pytestmark = pytest.mark.deployed
 
 HOME = Path("/srv/auditgate")
+RESTART = "/usr/local/sbin/auditgate-restart-daemons"
+LONG_SECONDS = 12
 
 
 @pytest.fixture
@@ -92,11 +95,39 @@ def _point_current_at(release: Path) -> None:
     link.replace(HOME / "current")
 
 
-def test_a_code_deploy_under_load_loses_no_audit_event(admin, admin_token, slowish, second_release):
+def test_a_code_deploy_under_load_drains_in_flight_requests_and_loses_no_audit_event(admin, admin_token, slowish,
+                                                                                     second_release):  # fmt: skip
+    long_request: list[Outcome] = []
+    long_path = slowish.replace("seconds=0.3", f"seconds={LONG_SECONDS}")
+
     def deploy() -> None:
         _point_current_at(second_release)
-        graceful()  # the role's "reload apache" handler
+        started = threading.Thread(target=lambda: long_request.append(call(admin_token, long_path, timeout=60)))
+        started.start()
+        time.sleep(0.5)
+        # What the role's "restart wsgi daemons" handler runs.
+        subprocess.run([RESTART, "auditgate-gw", "auditgate-api"], check=True, capture_output=True, timeout=300)
+        started.join()
 
-    load = during_load(admin_token, slowish, 8, deploy)
-    check_trail(admin, upstream_of(slowish), load, "code deploy (new release + reload)")
+    gw_before = {pid for pid, _ in daemons("auditgate-gw")}
+    load = during_load(admin_token, slowish, 20, deploy)
+    check_trail(admin, upstream_of(slowish), load, f"code deploy (new release + {RESTART})")
     assert (HOME / "current").resolve() == second_release
+    assert not gw_before & {pid for pid, _ in daemons("auditgate-gw")}, "every gateway daemon was restarted"
+    (outcome,) = long_request
+    assert outcome.status == 200, f"a {LONG_SECONDS} s request in flight during the deploy was cut: {outcome}"
+    record("faults.txt", f"  a {LONG_SECONDS} s request in flight during the deploy: {outcome.status}")
+
+
+def test_an_apache_reload_cuts_requests_in_flight_for_longer_than_3_s_and_records_them(admin, admin_token,
+                                                                                        register_upstream):  # fmt: skip
+    """The documented limit of a reload (logrotate does one daily): the parent kills the old daemons 3 s in."""
+    name = register_upstream("/", read_timeout=38)
+    time.sleep(1.1)
+    load = Load(admin_token, f"/gw/{name}/slow?seconds={LONG_SECONDS}", 2, 1)
+    time.sleep(1)
+    graceful()
+    outcomes = load.wait()
+    assert [o.status for o in outcomes] == [502, 502]
+    counts = check_trail(admin, name, load, f"apache2ctl graceful with {LONG_SECONDS} s requests in flight")
+    assert counts["interrupted"] == 2
