@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.deployed.conftest import BASE_URL, CA_FILE
+from tests.deployed.conftest import BASE_URL, CA_FILE, daemon_option
 from tests.deployed.load import burst, call, group_capacity
 from tests.upstream import BlackholeServer, FullBacklogServer, ResetMidBodyServer, closed_port_url
 
@@ -139,3 +139,36 @@ def test_a_client_that_leaves_mid_upload_is_recorded_as_client_aborted(admin, ad
     assert 0 < event["request_bytes"] <= sent
     assert event["completed_at"]
     assert len(upstream_server.server.seen) <= seen_before + 1  # at most the cut-off request itself
+
+
+def test_a_client_that_stops_reading_holds_its_thread_only_until_socket_timeout(admin, admin_token,
+                                                                                  register_upstream):  # fmt: skip
+    """A stalled reader blocks the daemon thread writing its answer; mod_wsgi's socket-timeout
+    (apache/vhost.conf) frees it, and the event records the client as gone with what it got."""
+    socket_timeout = float(daemon_option("auditgate-gw", "socket-timeout"))
+    healthy = register_upstream("/")
+    name = register_upstream("/")
+    size = 2 * 1024 * 1024 * 1024
+    sock = raw_connection()
+    sock.sendall(f"GET /gw/{name}/chunked/{size} HTTP/1.1\r\nHost: localhost\r\n"
+                 f"Authorization: Token {admin_token}\r\n\r\n".encode())  # fmt: skip
+    sock.recv(65536)  # the answer started; from now on nothing is read
+    stalled = time.monotonic()
+    all_threads_free_but_one(admin_token, healthy)
+    deadline = stalled + socket_timeout + 15
+    events: list[dict] = []
+    while time.monotonic() < deadline and not (events and events[0]["completed_at"]):
+        time.sleep(1)
+        events = gateway_events(admin, name)
+    held = time.monotonic() - stalled
+    sock.close()
+    (event,) = events
+    assert event["completed_at"], f"the thread was still held {held:.0f} s after the client stopped reading"
+    assert held < socket_timeout + 15
+    assert (event["client_aborted"], event["error"]) == (True, "client_aborted")
+    assert 0 < event["response_bytes"] < size
+
+
+def all_threads_free_but_one(token: str, upstream: str) -> None:
+    outcomes = burst(group_capacity("GW") - 1, lambda: call(token, f"/gw/{upstream}/ok", timeout=10))
+    assert {o.status for o in outcomes} == {200}
