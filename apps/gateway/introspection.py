@@ -34,7 +34,7 @@ from apps.gateway.cache import TTLCache
 from apps.gateway.choices import IntrospectionReason as Why
 from apps.gateway.models import Upstream
 
-# Clocks of the gateway and the database server may differ a little.
+# The assertion may have been signed on another web host, whose clock may differ a little.
 _FUTURE_SKEW_SECONDS = 5
 _callers: TTLCache[Upstream | None] = TTLCache(settings.POLICY_CACHE_SECONDS)
 
