@@ -22,6 +22,7 @@ import contextlib
 import gzip
 import hashlib
 import json
+import select
 import socket
 import ssl
 import struct
@@ -239,10 +240,12 @@ class CallbackUpstream(Upstream):
 
 
 class TLSRelay:
-    """Plain TCP on loopback in, TLS to ``host:port`` out, bytes piped untouched both ways.
+    """Plain TCP on loopback in, TLS to ``host:port`` out, bytes passed untouched both ways.
 
     Lets the gateway reach the deployment's own https vhost, whose self-signed certificate
-    the daemons do not trust: an upstream "pointing at the gateway itself".
+    the daemons do not trust: an upstream "pointing at the gateway itself".  One thread per
+    connection moves both directions with non-blocking sockets (an SSL socket must not be
+    read and written from two threads at once).
     """
 
     def __init__(self, host: str, port: int, cafile: str) -> None:
@@ -262,13 +265,17 @@ class TLSRelay:
 
     def _relay(self, inbound: socket.socket) -> None:
         try:
-            raw = socket.create_connection(self._target, timeout=60)
+            raw = socket.create_connection(self._target, timeout=10)
             outbound = self._context.wrap_socket(raw, server_hostname=self._target[0])
         except OSError:
             inbound.close()
             return
-        threading.Thread(target=_pipe, args=(outbound, inbound), daemon=True).start()
-        _pipe(inbound, outbound)
+        try:
+            _shuttle(inbound, outbound)
+        finally:
+            for end in (inbound, outbound):
+                with contextlib.suppress(OSError):
+                    end.close()
 
     def __enter__(self) -> TLSRelay:
         self._thread.start()
@@ -278,16 +285,39 @@ class TLSRelay:
         self.sock.close()
 
 
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
+_WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError)
+
+
+def _shuttle(inbound: socket.socket, outbound: ssl.SSLSocket, idle: float = 120) -> None:
+    """Copy bytes both ways until either side closes or nothing moves for ``idle`` seconds."""
+    peer = {inbound: outbound, outbound: inbound}
+    waiting: dict[socket.socket, bytes] = {inbound: b"", outbound: b""}  # bytes to write to each
+    for end in peer:
+        end.setblocking(False)
     try:
-        while data := source.recv(65536):
-            sink.sendall(data)
+        while True:
+            buffered = [outbound] if outbound.pending() else []
+            writable = [end for end, data in waiting.items() if data]
+            readable, ready, _ = select.select(list(peer), writable, [], 0 if buffered else idle)
+            if not (readable or ready or buffered):
+                return
+            for source in {*readable, *buffered}:
+                try:
+                    data = source.recv(65536)
+                except _WOULD_BLOCK:
+                    continue
+                if not data:  # one side is done: deliver what it sent, then close both
+                    sink = peer[source]
+                    sink.setblocking(True)
+                    sink.sendall(waiting[sink])
+                    return
+                waiting[peer[source]] += data
+            for sink, data in waiting.items():
+                if data:
+                    with contextlib.suppress(*_WOULD_BLOCK):
+                        waiting[sink] = data[sink.send(data) :]
     except OSError:
-        pass
-    finally:
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.close()
+        return
 
 
 class BlackholeServer:

@@ -73,8 +73,8 @@ def introspect(caller: Upstream, value: str, now: datetime | None = None) -> Int
     age = now.timestamp() - assertion.issued_at
     if age > settings.GATEWAY_IDENTITY_MAX_AGE or age < -_FUTURE_SKEW_SECONDS:
         return Introspection(Why.EXPIRED, caller, assertion)
-    attempt = AuditEvent.objects.filter(
-        request_id=assertion.request_id, event_type=GATEWAY_REQUEST, upstream_name=caller.name,
+    attempt = AuditEvent.objects.with_request_id(assertion.request_id).filter(
+        event_type=GATEWAY_REQUEST, upstream_name=caller.name,
         actor_username=assertion.username, token_key_id=assertion.token_key_id,
     ).values("actor_groups").first()  # fmt: skip
     if attempt is None:
