@@ -77,13 +77,29 @@ lint: venv tools ## ruff check + format check, and the playbook syntax for both 
 	$(TOOLS)/bin/ansible-playbook --syntax-check -i ansible/inventories/local ansible/site.yml
 	$(TOOLS)/bin/ansible-playbook --syntax-check -i ansible/inventories/example-multi ansible/site.yml
 
-dev: venv ## Serve the working tree with mod_wsgi-express on DEV_PORT (never runserver).
+# The same group split as apache/vhost.conf: express's own group serves everything but /gw/,
+# which goes to a second group (.build/dev-gateway.conf), so a nested call back into the
+# API never waits for a thread of the gateway group.
+DEV_SERVER_ROOT := $(CURDIR)/.build/mod_wsgi-express
+DEV_GATEWAY_CONF := $(CURDIR)/.build/dev-gateway.conf
+
+dev: venv ## Serve the working tree with mod_wsgi-express on DEV_PORT, /gw/ in its own group (never runserver).
 	$(DEV_SETTINGS) $(VENV)/bin/python site/manage.py collectstatic --noinput -v 0
+	mkdir -p .build
+	printf '%s\n' \
+		'WSGIDaemonProcess auditgate-gw display-name=(dev-auditgate-gw) processes=2 threads=8 \' \
+		'    home=$(CURDIR)/site python-home=$(abspath $(VENV)) python-path=$(CURDIR):$(CURDIR)/site \' \
+		'    lang=C.UTF-8 locale=C.UTF-8 $(if $(filter 0,$(shell id -u)),user=$(DEV_USER) group=$(DEV_USER)) \' \
+		'    listen-backlog=100 connect-timeout=5 queue-timeout=5 socket-timeout=45 request-timeout=60' \
+		'WSGIHandlerScript wsgi-gateway $(DEV_SERVER_ROOT)/handler.wsgi process-group=auditgate-gw application-group=%{GLOBAL}' \
+		'WSGIImportScript $(DEV_SERVER_ROOT)/handler.wsgi process-group=auditgate-gw application-group=%{GLOBAL}' \
+		'<Location /gw/>' '    RewriteEngine On' '    RewriteRule .* - [H=wsgi-gateway]' '</Location>' \
+		> $(DEV_GATEWAY_CONF)
 	$(DEV_SETTINGS) $(VENV)/bin/mod_wsgi-express start-server site/auditgate/wsgi.py \
 		--port $(DEV_PORT) --processes 2 --threads 4 \
 		--url-alias /static $(CURDIR)/.build/static \
 		--working-directory site --python-path $(CURDIR) --python-path $(CURDIR)/site \
-		--server-root $(CURDIR)/.build/mod_wsgi-express \
+		--server-root $(DEV_SERVER_ROOT) --include-file $(DEV_GATEWAY_CONF) \
 		--locale C.UTF-8 --log-to-terminal \
 		$(if $(filter 0,$(shell id -u)),--user $(DEV_USER) --group $(DEV_USER))
 

@@ -12,16 +12,20 @@ Paths with a behaviour:
 - ``/hop-headers`` answers with hop-by-hop headers that a proxy must drop;
 - anything else answers JSON describing the request.
 
-Every request's method and path are appended to ``server.seen``, so a test can
-prove that something did *not* reach the upstream.
+Every request's method and path are appended to ``server.seen`` (and its arrival time to
+``server.arrivals``), so a test can prove that something did *not* reach the upstream.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
+import select
 import socket
+import ssl
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,6 +50,7 @@ class EchoHandler(BaseHTTPRequestHandler):
 
     def handle_any(self) -> None:
         self.server.seen.append((self.command, self.path))
+        self.server.arrivals.append(time.monotonic())
         self.large_body: tuple[int, str] | None = None  # One handler serves a whole keep-alive connection.
         length = int(self.headers.get("Content-Length") or 0)
         body = self._read_body(length)
@@ -113,11 +118,17 @@ class EchoHandler(BaseHTTPRequestHandler):
 GZIPPED = gzip.compress(b"compressed body " * 100, mtime=0)
 
 
+class _BackloggedServer(ThreadingHTTPServer):
+    # socketserver's default listen backlog (5) drops connections in a burst.
+    request_queue_size = 256
+
+
 class Upstream:
     def __init__(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
+        self.server = _BackloggedServer(("127.0.0.1", 0), EchoHandler)
         self.server.daemon_threads = True
         self.server.seen = []
+        self.server.arrivals = []  # time.monotonic() of each request's arrival
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -185,4 +196,182 @@ class FullBacklogServer:
     def __exit__(self, *exc: object) -> None:
         for filler in self._fillers:
             filler.close()
+        self.sock.close()
+
+
+class CallbackHandler(BaseHTTPRequestHandler):
+    """Before answering, calls back into auditgate: the nested request of the seed story.
+
+    ``server.callback(handler)`` makes that call and returns (status, seconds); the answer is
+    JSON ``{"callback_status": ..., "callback_seconds": ...}`` with status 200 when the
+    callback got a 200 and 502 otherwise.
+    """
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def handle_any(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        status, seconds = self.server.callback(self)
+        body = json.dumps({"callback_status": status, "callback_seconds": seconds}).encode()
+        self.send_response(200 if status == 200 else 502)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = handle_any
+
+
+class CallbackUpstream(Upstream):
+    """An upstream on loopback whose every answer waits for a call back into auditgate."""
+
+    def __init__(self, callback) -> None:
+        self.server = _BackloggedServer(("127.0.0.1", 0), CallbackHandler)
+        self.server.daemon_threads = True
+        self.server.callback = callback
+        self.server.seen = []
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+
+class TLSRelay:
+    """Plain TCP on loopback in, TLS to ``host:port`` out, bytes passed untouched both ways.
+
+    Lets the gateway reach the deployment's own https vhost, whose self-signed certificate
+    the daemons do not trust: an upstream "pointing at the gateway itself".  One thread per
+    connection moves both directions with non-blocking sockets (an SSL socket must not be
+    read and written from two threads at once).
+    """
+
+    def __init__(self, host: str, port: int, cafile: str) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self._target = (host, port)
+        self._context = ssl.create_default_context(cafile=cafile)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                inbound, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(inbound,), daemon=True).start()
+
+    def _relay(self, inbound: socket.socket) -> None:
+        try:
+            raw = socket.create_connection(self._target, timeout=10)
+            outbound = self._context.wrap_socket(raw, server_hostname=self._target[0])
+        except OSError:
+            inbound.close()
+            return
+        try:
+            _shuttle(inbound, outbound)
+        finally:
+            for end in (inbound, outbound):
+                with contextlib.suppress(OSError):
+                    end.close()
+
+    def __enter__(self) -> TLSRelay:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+_WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError)
+
+
+def _shuttle(inbound: socket.socket, outbound: ssl.SSLSocket, idle: float = 120) -> None:
+    """Copy bytes both ways until either side closes or nothing moves for ``idle`` seconds."""
+    peer = {inbound: outbound, outbound: inbound}
+    waiting: dict[socket.socket, bytes] = {inbound: b"", outbound: b""}  # bytes to write to each
+    for end in peer:
+        end.setblocking(False)
+    try:
+        while True:
+            buffered = [outbound] if outbound.pending() else []
+            writable = [end for end, data in waiting.items() if data]
+            readable, ready, _ = select.select(list(peer), writable, [], 0 if buffered else idle)
+            if not (readable or ready or buffered):
+                return
+            for source in {*readable, *buffered}:
+                try:
+                    data = source.recv(65536)
+                except _WOULD_BLOCK:
+                    continue
+                if not data:  # one side is done: deliver what it sent, then close both
+                    sink = peer[source]
+                    sink.setblocking(True)
+                    sink.sendall(waiting[sink])
+                    return
+                waiting[peer[source]] += data
+            for sink, data in waiting.items():
+                if data:
+                    with contextlib.suppress(*_WOULD_BLOCK):
+                        waiting[sink] = data[sink.send(data) :]
+    except OSError:
+        return
+
+
+class BlackholeServer:
+    """Accepts connections and reads the request, then never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self._held.append(conn)
+
+    def __enter__(self) -> BlackholeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+        for conn in self._held:
+            conn.close()
+
+
+class ResetMidBodyServer:
+    """Answers 200 with a Content-Length of ``declared`` bytes, sends ``sent`` of them, then resets."""
+
+    def __init__(self, declared: int = 1_000_000, sent: int = 100_000) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.declared, self.sent = declared, sent
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {self.declared}\r\n\r\n"
+            conn.sendall(head.encode() + b"r" * self.sent)
+            time.sleep(0.2)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, not FIN
+            conn.close()
+
+    def __enter__(self) -> ResetMidBodyServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.sock.close()

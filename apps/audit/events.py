@@ -40,6 +40,8 @@ UPSTREAM_DELETED = "upstream.deleted"
 RULE_CREATED = "rule.created"
 RULE_UPDATED = "rule.updated"
 RULE_DELETED = "rule.deleted"
+# Upstreams asking whether an X-Auditgate-Identity assertion is active (POST /api/introspect).
+IDENTITY_INTROSPECTED = "identity.introspected"
 
 EVENT_TYPE_IDS = {
     GATEWAY_REQUEST: 1,
@@ -59,6 +61,7 @@ EVENT_TYPE_IDS = {
     USER_CREATED: 15,
     USER_UPDATED: 16,
     USER_DELETED: 17,
+    IDENTITY_INTROSPECTED: 18,
 }
 EVENT_TYPES = frozenset(EVENT_TYPE_IDS)
 

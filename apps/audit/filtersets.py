@@ -49,7 +49,7 @@ class AuditEventFilterSet(StrictFilterSet):
     status_max = IntegerFilter(field_name="status", lookup_expr="lte")
     client_ip = django_filters.CharFilter(method="filter_client_ip", help_text="An address or an IPv4 CIDR.")
     method = django_filters.CharFilter()
-    request_id = django_filters.CharFilter()
+    request_id = django_filters.CharFilter(method="filter_request_id")
     path_prefix = django_filters.CharFilter(method="filter_path_prefix")
     occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
     occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
@@ -62,6 +62,9 @@ class AuditEventFilterSet(StrictFilterSet):
     def filter_path_prefix(self, queryset: QuerySet[AuditEvent], name: str, value: Any) -> QuerySet[AuditEvent]:
         # The case-insensitive LIKE narrows through the index; the exact one keeps paths case-sensitive.
         return queryset.filter(path__istartswith=value).filter(path__startswith=value)
+
+    def filter_request_id(self, queryset: QuerySet[AuditEvent], name: str, value: Any) -> QuerySet[AuditEvent]:
+        return queryset.with_request_id(value)  # type: ignore[attr-defined]
 
     def filter_client_ip(self, queryset: QuerySet[AuditEvent], name: str, value: Any) -> QuerySet[AuditEvent]:
         return queryset.filter(cidr_condition(value))

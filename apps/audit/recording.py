@@ -8,19 +8,26 @@
 
 A refusal has nothing to forward: ``deny()`` writes it complete in one insert.  Attempts
 whose process died before phase 2 are closed as ``interrupted`` by ``audit_reconcile``.
-Audit writes run in autocommit, never inside a transaction of the request.
+An outcome that cannot be written (the database went away while the response streamed)
+is kept in the process and written by the next audit write that succeeds there, so a
+database restart loses no outcome.  Audit writes run in autocommit, never inside a
+transaction of the request.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from apps.audit.events import GATEWAY_DENIED, GATEWAY_REQUEST
@@ -33,6 +40,39 @@ _MAX_TEXT = 2000
 # pid read at import is the pid of the process that handles the requests.  Its start time
 # tells the reconciler a reused pid from this process.
 WORKER = f"{socket.gethostname()}/{os.getpid()}@{process_start(os.getpid())}"
+logger = logging.getLogger(__name__)
+# Outcomes waiting for the database: (event id, outcome fields).  Bounded: past this many,
+# the oldest are dropped (logged) and audit_reconcile closes their attempts as interrupted
+# once they are a day old (their process still lives).
+PENDING_LIMIT = 10_000
+_pending: deque[tuple[int, dict[str, Any]]] = deque()
+_pending_lock = threading.Lock()
+
+
+def _keep_for_later(event_id: int, outcome: dict[str, Any]) -> None:
+    with _pending_lock:
+        if len(_pending) >= PENDING_LIMIT:
+            dropped, _ = _pending.popleft()
+            logger.error("Outcome of audit event %s dropped: too many waiting for the database", dropped)
+        _pending.append((event_id, outcome))
+
+
+def write_pending_outcomes() -> int:
+    """Write the outcomes kept while the database was away; stops at the first failure."""
+    written = 0
+    while True:
+        with _pending_lock:
+            if not _pending:
+                return written
+            event_id, outcome = _pending.popleft()
+        try:
+            AuditEvent.objects.record_outcome(event_id, **outcome)
+        except DatabaseError:
+            with _pending_lock:
+                _pending.appendleft((event_id, outcome))
+            return written
+        written += 1
+        logger.warning("Outcome of audit event %s written after the database came back", event_id)
 
 
 @dataclass
@@ -122,20 +162,40 @@ class GatewayAttempt:
         """A refusal: attempt and outcome in one insert.  Returns the event's id."""
         self.finished = True
         self.event_id = AuditEvent.objects.insert(**self._attempt_fields(), **self._outcome_fields())
+        _write_pending_if_any()
         return self.event_id
 
     def begin(self) -> int:
         """Phase 1, before forwarding: raises DatabaseError when the attempt cannot be recorded."""
         self.overhead_ms = self.elapsed_ms()
         self.event_id = AuditEvent.objects.insert(**self._attempt_fields())
+        _write_pending_if_any()
         return self.event_id
 
     def finish(self) -> None:
-        """Phase 2, once: the outcome.  Without a phase-1 row (fail-open) it writes both."""
+        """Phase 2, once: the outcome.  Without a phase-1 row (fail-open) it writes both.
+
+        Never raises for a database outage: the outcome waits in the process (see above).
+        """
         if self.finished:
             return
         self.finished = True
-        if self.event_id is None:
-            AuditEvent.objects.insert(**self._attempt_fields(), **self._outcome_fields())
+        outcome = self._outcome_fields()
+        try:
+            if self.event_id is None:
+                AuditEvent.objects.insert(**self._attempt_fields(), **outcome)
+            else:
+                AuditEvent.objects.record_outcome(self.event_id, **outcome)
+        except DatabaseError:
+            if self.event_id is None:
+                logger.error("AUDIT EVENT LOST: fail-open request %s could not be recorded", self.request_id)
+                return
+            logger.error("Outcome of audit event %s not written (database unavailable): kept", self.event_id)
+            _keep_for_later(self.event_id, outcome)
             return
-        AuditEvent.objects.record_outcome(self.event_id, **self._outcome_fields())
+        _write_pending_if_any()
+
+
+def _write_pending_if_any() -> None:
+    if _pending:  # unlocked peek: the common case costs nothing
+        write_pending_outcomes()

@@ -43,3 +43,15 @@ class UpstreamError(models.TextChoices):
     TOO_LARGE = "upstream_response_too_large"
     STREAM_BROKEN = "upstream_stream_broken"
     CLIENT_ABORTED = "client_aborted"
+
+
+class IntrospectionReason(models.TextChoices):
+    """Why ``POST /api/introspect`` answered what it did (the audit event's ``reason``)."""
+
+    ACTIVE = "active"
+    INVALID_CLIENT = "invalid_client"
+    MALFORMED = "malformed"
+    BAD_SIGNATURE = "bad_signature"
+    EXPIRED = "expired"
+    UNKNOWN_REQUEST = "unknown_request"
+    TOKEN_INACTIVE = "token_inactive"

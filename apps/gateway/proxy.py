@@ -8,20 +8,16 @@ call has connect and read timeouts.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import time
 from collections.abc import Iterator
 from typing import IO, Any
-from urllib.parse import quote
 
 import urllib3
 from django.conf import settings
 from django.http import HttpRequest, StreamingHttpResponse
 
 from apps.audit.recording import GatewayAttempt
-from apps.gateway import ssrf
+from apps.gateway import identity, ssrf
 from apps.gateway.addresses import forwarded_for
 from apps.gateway.choices import UpstreamError
 from apps.gateway.models import Upstream
@@ -83,15 +79,8 @@ def hops_through_us(meta: dict[str, Any]) -> int:
 
 
 def identity_header(key: str, username: str, token_key_id: str, request_id: str, now: int | None = None) -> str:
-    """``v1;user=..;kid=..;rid=..;ts=..;sig=..``: sig = HMAC-SHA256(key, "v1\\nuser\\nkid\\nrid\\nts").
-
-    See docs/identity-header.md for the verification recipe upstreams use.
-    """
-    ts = str(int(time.time()) if now is None else now)
-    user = quote(username, safe="")
-    message = "\n".join(("v1", user, token_key_id, request_id, ts)).encode()
-    sig = hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
-    return f"v1;user={user};kid={token_key_id};rid={request_id};ts={ts};sig={sig}"
+    """The signed ``X-Auditgate-Identity`` value (apps.gateway.identity, docs/identity-header.md)."""
+    return identity.sign(key, username, token_key_id, request_id, now)
 
 
 def request_headers(
@@ -127,18 +116,33 @@ def response_headers(upstream_response: urllib3.BaseHTTPResponse) -> list[tuple[
     return [(name, value) for name, value in upstream_response.headers.iteritems() if name.lower() not in dropped]
 
 
+class ClientGone(Exception):
+    """The client went away while its request body was being read (not an OSError on purpose:
+    urllib3 would report it as an upstream failure)."""
+
+
 class CountingReader:
     """The request body as a file for urllib3, read in blocks and counted (never held whole)."""
 
-    def __init__(self, stream: IO[bytes], attempt: GatewayAttempt):
+    def __init__(self, stream: IO[bytes], attempt: GatewayAttempt, length: int):
         self._stream = stream
         self._attempt = attempt
+        self._length = length
 
     def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size if size and size > 0 else 64 * 1024)
+        try:
+            data = self._stream.read(size if size and size > 0 else 64 * 1024)
+        except OSError as exc:  # mod_wsgi: "request data read error"
+            raise self._gone() from exc
+        if not data and self._attempt.request_bytes < self._length:
+            raise self._gone()  # the body ended before its Content-Length
         self._attempt.request_bytes += len(data)
         self._attempt.request_digest.update(data)
         return data
+
+    def _gone(self) -> ClientGone:
+        self._attempt.client_aborted = True
+        return ClientGone(f"client left after {self._attempt.request_bytes} of {self._length} body bytes")
 
 
 def open_upstream(

@@ -24,7 +24,7 @@ from apps.gateway import paths, proxy
 from apps.gateway.addresses import client_ip
 from apps.gateway.authentication import APITokenAuthentication
 from apps.gateway.cache import TTLCache
-from apps.gateway.choices import HTTP_METHODS, Reason
+from apps.gateway.choices import HTTP_METHODS, Reason, UpstreamError
 from apps.gateway.models import Upstream
 from apps.gateway.models.upstreams import UnsafeTarget
 from apps.gateway.policy import AccessRequest, decide
@@ -45,6 +45,8 @@ _STATUS = {
     Reason.UPGRADE_NOT_SUPPORTED: 501,
 }
 _NO_BODY_STATUSES = {204, 304}
+# Recorded when the client left before it could get an answer (nginx's convention).
+CLIENT_CLOSED_REQUEST = 499
 _upstreams: TTLCache[Upstream | None] = TTLCache(settings.POLICY_CACHE_SECONDS)
 _groups: TTLCache[tuple[frozenset[int], tuple[str, ...]]] = TTLCache(settings.POLICY_CACHE_SECONDS)
 
@@ -186,6 +188,14 @@ def _upstream_failed(request: HttpRequest, attempt: GatewayAttempt, exc: BaseExc
     return JsonResponse(error_body(request, error, "The upstream did not give a usable answer."), status=status)
 
 
+def _client_gone(request: HttpRequest, attempt: GatewayAttempt) -> JsonResponse:
+    """The client left mid-upload: nobody will read an answer; 499 is nginx's name for that."""
+    logger.info("Client left during the upload of %s after %d bytes", attempt.request_id, attempt.request_bytes)
+    attempt.error, attempt.status = UpstreamError.CLIENT_ABORTED, CLIENT_CLOSED_REQUEST
+    attempt.finish()
+    return JsonResponse(error_body(request, "client_aborted", "The request body was cut off."), status=400)
+
+
 @csrf_exempt  # Token-authenticated only: cookies never authenticate on /gw/.
 def gateway(request: HttpRequest, upstream: str | None = None, path: str | None = None) -> HttpResponse:
     attempt = _start_attempt(request, upstream or "")
@@ -231,11 +241,13 @@ def _target_url(target: Upstream, attempt: GatewayAttempt) -> str:
 
 
 def _forward(request: HttpRequest, attempt: GatewayAttempt, target: Upstream, url: str, length: int) -> HttpResponse:
-    body = proxy.CountingReader(request, attempt) if length else None  # type: ignore[arg-type]
+    body = proxy.CountingReader(request, attempt, length) if length else None  # type: ignore[arg-type]
     headers = proxy.request_headers(request, target, attempt, length)
     sent = time.monotonic()
     try:
         upstream_response = proxy.open_upstream(target, attempt.method, url, headers, body)
+    except proxy.ClientGone:
+        return _client_gone(request, attempt)
     except proxy.UPSTREAM_FAILURES as exc:
         return _upstream_failed(request, attempt, exc)
     attempt.ttfb_ms = round((time.monotonic() - sent) * 1000, 3)

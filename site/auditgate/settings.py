@@ -210,6 +210,8 @@ GATEWAY_STREAM_CHUNK_BYTES = 64 * 1024
 GATEWAY_ID = env.str("AUDITGATE_GATEWAY_ID", "auditgate")
 # A request that already passed this gateway more often than this gets 508 Loop Detected.
 GATEWAY_MAX_HOPS = env.int("AUDITGATE_GATEWAY_MAX_HOPS", 2)
+# How long an X-Auditgate-Identity assertion stays active for POST /api/introspect (seconds).
+GATEWAY_IDENTITY_MAX_AGE = 60
 # Peers whose X-Forwarded-For is believed (CIDRs, e.g. a load balancer in front of Apache).
 TRUSTED_PROXIES = env.list("AUDITGATE_TRUSTED_PROXIES", [])
 

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from apps.audit.api.views import AuditEventViewSet, AuditStatsView, AuditVerifyView
 from apps.audit.views import dashboard
+from apps.gateway.api.introspection import IntrospectView
 from apps.gateway.api.tokens import APITokenViewSet
 from apps.gateway.api.views import AccessRuleViewSet, PolicyCheckView, UpstreamViewSet
 from apps.gateway.views import gateway
@@ -27,6 +28,9 @@ urlpatterns = [
     path("api/health/", HealthView.as_view(), name="health"),
     path("api/me/", MeView.as_view(), name="me"),
     path("api/policy/check", PolicyCheckView.as_view(), name="policy-check"),
+    # Upstreams call this back while a gateway request waits on them: the vhost serves
+    # it from the API daemon group, never the gateway's (apps.gateway.introspection).
+    path("api/introspect", IntrospectView.as_view(), name="introspect"),
     path("api/audit/verify", AuditVerifyView.as_view(), name="audit-verify"),
     path("api/audit/stats", AuditStatsView.as_view(), name="audit-stats"),
     path("api/auth/", include("rest_framework.urls")),

@@ -42,6 +42,14 @@ def test_events_can_be_filtered(auditor, query, expected, make_event):
     assert {e["request_id"] for e in results} == expected
 
 
+def test_request_ids_that_differ_only_in_case_are_different_requests(auditor, make_event):
+    # mod_unique_id ids use both cases: awYg-gPTPGpuHWtOlyQAuwAAAHI and ...QAUw... are two requests.
+    make_event(request_id="awYg-gPTPGpuHWtOlyQAuwAAAHI", status=200)
+    make_event(request_id="awYg-gPTPGpuHWtOlyQAUwAAAHI", status=502)
+    results = auditor.get("/api/audit/events/", {"request_id": "awYg-gPTPGpuHWtOlyQAuwAAAHI"}).json()["results"]
+    assert [(e["request_id"], e["status"]) for e in results] == [("awYg-gPTPGpuHWtOlyQAuwAAAHI", 200)]
+
+
 def test_events_can_be_filtered_by_time_range(auditor, make_event):
     now = timezone.now()
     make_event(request_id="old", occurred_at=now - timedelta(days=2))

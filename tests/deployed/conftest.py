@@ -25,12 +25,27 @@ MANAGE = os.environ.get("AUDITGATE_TEST_MANAGE", "/usr/local/sbin/auditgate-mana
 # Screenshots and fuzzing reports (gitignored).
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DEFINES_FILE = Path("/etc/apache2/conf-available/auditgate-defines.conf")
+SITE_FILE = Path("/etc/apache2/sites-available/auditgate.conf")
 ACCESS_LOG = Path("/var/log/apache2/auditgate_access.log")
 
 
 def apache_defines() -> dict[str, str]:
     """The ``Define NAME value`` lines the playbook wrote for the vhost."""
     return dict(re.findall(r"^Define\s+(\S+)\s+(.*?)\s*$", DEFINES_FILE.read_text(), re.MULTILINE))
+
+
+def daemon_option(group: str, option: str) -> str:
+    """An option of ``WSGIDaemonProcess <group>`` in the deployed site file, e.g. queue-timeout."""
+    directive = re.search(rf"^\s*WSGIDaemonProcess {re.escape(group)} ((?:.*\\\n)*.*)$", SITE_FILE.read_text(), re.M)
+    assert directive, f"no WSGIDaemonProcess {group}"
+    return re.search(rf"(?:^|\s){re.escape(option)}=(\S+)", directive.group(1)).group(1)
+
+
+def manage(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """A management command with the deployed settings, as the cron jobs run them."""
+    # Not with the test suite's settings (their password hasher is not the server's).
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    return subprocess.run([*MANAGE, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def logged_by_apache(request_id: str) -> bool:
@@ -53,11 +68,9 @@ def daemons(group: str) -> list[tuple[int, str]]:
     ]
 
 
-def manage(*args: str, timeout: int = 120) -> str:
-    """Run ``manage.py`` on the deployed host; its stdout."""
-    # Not with the test suite's settings (their password hasher is not the server's).
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    result = subprocess.run([*MANAGE, *args], capture_output=True, text=True, timeout=timeout, env=env)
+def manage_ok(*args: str, timeout: int = 120) -> str:
+    """A management command that must succeed; its stdout."""
+    result = manage(*args, timeout=timeout)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
@@ -65,7 +78,7 @@ def manage(*args: str, timeout: int = 120) -> str:
 def fresh_token(username: str) -> str:
     """A one-day management token for ``username`` (created, as a service account, if missing)."""
     args = ["create_token", username, "--create-user", "--label", "deployed tests", "--days", "1"]
-    return manage(*args, "--management-api").strip()
+    return manage_ok(*args, "--management-api").strip()
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.deployed.conftest import ARTIFACTS, BASE_URL, manage
+from tests.deployed.conftest import ARTIFACTS, BASE_URL, manage_ok
 
 pytestmark = pytest.mark.deployed
 
@@ -66,7 +66,7 @@ def browser() -> Iterator[webdriver.Chrome]:
 def auditor_login() -> tuple[str, str]:
     """An auditor (not an administrator) with a known password, made on the host."""
     username, password = "browser-auditor", secrets.token_urlsafe(16)
-    manage("shell", "-c", (
+    manage_ok("shell", "-c", (
         "from django.contrib.auth.models import Group, User\n"
         f"user, _ = User.objects.get_or_create(username={username!r})\n"
         f"user.set_password({password!r}); user.is_active = True; user.save()\n"
@@ -118,7 +118,7 @@ def test_the_audit_dashboard_draws_its_charts_from_the_stats_api(browser, audito
 
 def test_an_administrator_browses_the_upstreams_and_logs_out(browser, admin, registered_upstream):
     username, password = "browser-admin", secrets.token_urlsafe(16)
-    manage("shell", "-c", (
+    manage_ok("shell", "-c", (
         "from django.contrib.auth.models import User\n"
         f"user, _ = User.objects.get_or_create(username={username!r})\n"
         f"user.set_password({password!r}); user.is_staff = True; user.is_active = True; user.save()\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.deployed.conftest import ACCESS_LOG, BASE_URL, apache_defines, daemons, logged_by_apache
+from tests.deployed.conftest import ACCESS_LOG, BASE_URL, apache_defines, daemon_option, daemons, logged_by_apache
 
 pytestmark = pytest.mark.deployed
 
@@ -131,3 +131,19 @@ def test_a_body_over_apaches_limit_is_refused_outside_the_gateway(admin):
     response = admin.post(f"{BASE_URL}/api/upstreams/", data=b"x" * (limit + 1), timeout=30)
     assert response.status_code == 413
     assert response.headers["X-Request-ID"]  # Apache's own errors carry the request id too
+
+
+def test_apache_has_a_worker_for_every_request_the_daemon_groups_can_hold_plus_their_nested_calls():
+    mpm = Path("/etc/apache2/conf-available/auditgate-mpm.conf").read_text()
+    workers = int(re.search(r"^\s*MaxRequestWorkers\s+(\d+)", mpm, re.MULTILINE).group(1))
+    per_child = int(re.search(r"^\s*ThreadsPerChild\s+(\d+)", mpm, re.MULTILINE).group(1))
+    defines = apache_defines()
+    held = 0
+    for group, name in (("auditgate-gw", "GW"), ("auditgate-api", "API")):
+        threads = int(defines[f"AUDITGATE_{name}_PROCESSES"]) * int(defines[f"AUDITGATE_{name}_THREADS"])
+        held += threads + int(daemon_option(group, "listen-backlog"))
+        if name == "GW":
+            held += threads  # each gateway thread's nested call back into this server
+    assert workers >= held
+    # Every child is started at once (none reaped or spawned under load).
+    assert int(re.search(r"^\s*StartServers\s+(\d+)", mpm, re.MULTILINE).group(1)) * per_child >= workers

@@ -236,3 +236,35 @@ def test_bearer_tokens_are_accepted_too(client_for, alice, echo):
     response = client_for(alice, scheme="Bearer").get("/gw/echo/x")
     body_of(response)
     assert response.status_code == 200
+
+
+class _BodyCutOff:
+    """A request body whose client leaves after ``sent`` bytes, as mod_wsgi reports it."""
+
+    def __init__(self, sent: bytes):
+        self._sent = sent
+
+    def read(self, size: int = -1) -> bytes:
+        if self._sent:
+            data, self._sent = self._sent[:size], self._sent[size:]
+            return data
+        raise OSError("Apache/mod_wsgi request data read error: Partial results are valid but processing is incomplete")
+
+    readline = read  # Django's LimitedStream wants it; the gateway never reads lines
+
+
+def test_a_client_that_goes_away_mid_upload_is_recorded(token_for, alice, echo):
+    request = RequestFactory().post("/gw/echo/upload", data=b"x" * 1000, content_type="application/octet-stream",
+                                    HTTP_AUTHORIZATION=f"Token {token_for(alice)}")  # fmt: skip
+    request.environ["wsgi.input"] = _BodyCutOff(b"x" * 100)
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        WSGIHandler()(request.environ, lambda status, headers: None).close()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    event = only_event()
+    assert (event.client_aborted, event.error, event.status) == (True, "client_aborted", 499)
+    assert event.request_bytes == 100
+    assert event.completed_at is not None

@@ -168,3 +168,24 @@ def test_without_the_database_the_gateway_answers_503_not_500(client_for, alice,
     response = token_client.get("/gw/up/x")
     assert (response.status_code, response.json()["code"]) == (503, "database_unavailable")
     assert len(upstream_server.server.seen) == seen_before
+
+
+def test_an_outcome_the_database_refused_is_written_by_the_next_audit_write(monkeypatch, caplog):
+    from apps.audit.recording import GatewayAttempt
+
+    attempt = GatewayAttempt(request_id="r-during-outage", method="GET", path="/x", decision="allow")
+    attempt.begin()
+    real = AuditEvent.objects.record_outcome
+
+    def database_gone(*args, **kwargs):
+        raise DatabaseError("server has gone away")
+
+    monkeypatch.setattr(AuditEvent.objects, "record_outcome", database_gone)
+    attempt.status = 200
+    attempt.finish()  # does not raise: the response has already gone out
+    assert AuditEvent.objects.get(pk=attempt.event_id).completed_at is None
+    monkeypatch.setattr(AuditEvent.objects, "record_outcome", real)
+    GatewayAttempt(request_id="r-after", method="GET", path="/y").deny()  # the database is back
+    event = AuditEvent.objects.get(pk=attempt.event_id)
+    assert (event.status, event.completed_at is not None) == (200, True)
+    assert "written after the database came back" in caplog.text

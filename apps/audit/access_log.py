@@ -1,0 +1,82 @@
+"""Joining Apache's access log to the audit trail: which requests Django never saw.
+
+Apache logs every request with mod_unique_id's id (the ``auditgate`` LogFormat in
+apache/vhost.conf), and the gateway records every request it handles under the same id.
+A ``/gw/`` line without an audit event is a request refused before Django ran: a full
+listen backlog (503 after connect-timeout), a queue timeout (504 at pickup), a daemon
+that died or restarted under it, or Apache's own limits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from apps.audit.models import AuditEvent
+
+# combined + %D (microseconds) + %{UNIQUE_ID}e; quoted fields may contain \" escapes.
+_QUOTED = r'"((?:[^"\\]|\\.)*)"'
+_LINE = re.compile(
+    rf"^(?P<client>\S+) \S+ \S+ \[(?P<time>[^\]]+)\] {_QUOTED} (?P<status>\d{{3}}) \S+ {_QUOTED} {_QUOTED} "
+    r"(?P<micros>\d+) (?P<request_id>\S+)$"
+)
+_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    time: datetime
+    method: str
+    path: str
+    status: int
+    duration_ms: float
+    request_id: str
+
+
+def parse(lines: Iterable[str]) -> Iterator[LoggedRequest]:
+    """The lines in the auditgate format that carry a request id; others are skipped."""
+    for line in lines:
+        match = _LINE.match(line.rstrip("\n"))
+        if not match or match["request_id"] == "-":
+            continue
+        method, _, rest = match.group(3).partition(" ")
+        yield LoggedRequest(
+            time=datetime.strptime(match["time"], "%d/%b/%Y:%H:%M:%S %z"),
+            method=method,
+            path=rest.rsplit(" ", 1)[0],
+            status=int(match["status"]),
+            duration_ms=int(match["micros"]) / 1000,
+            request_id=match["request_id"],
+        )
+
+
+def recorded_ids(request_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(request_ids), _CHUNK):
+        chunk = request_ids[start : start + _CHUNK]
+        found.update(AuditEvent.objects.filter(request_id__in=chunk).values_list("request_id", flat=True))
+    return found
+
+
+def unseen_by_django(logged: Iterable[LoggedRequest], prefix: str = "/gw/",
+                     since: datetime | None = None) -> list[LoggedRequest]:  # fmt: skip
+    """The logged requests under ``prefix`` (from ``since`` on) that have no audit event."""
+    candidates = [r for r in logged if r.path.startswith(prefix) and (since is None or r.time >= since)]
+    seen = recorded_ids(sorted({r.request_id for r in candidates}))
+    return [r for r in candidates if r.request_id not in seen]
+
+
+def summary(unseen: list[LoggedRequest]) -> dict[str, object]:
+    return {
+        "unseen": len(unseen),
+        "by_status": dict(sorted(Counter(str(r.status) for r in unseen).items())),
+        "requests": [_as_dict(r) for r in unseen],
+    }
+
+
+def _as_dict(r: LoggedRequest) -> dict[str, object]:
+    return {"time": r.time.isoformat(), "request_id": r.request_id, "status": r.status, "method": r.method,
+            "path": r.path, "duration_ms": r.duration_ms}  # fmt: skip

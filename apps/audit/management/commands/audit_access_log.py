@@ -1,0 +1,44 @@
+"""Which requests in Apache's access log never reached Django (no audit event with their id)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from apps.audit.access_log import parse, summary, unseen_by_django
+
+DEFAULT_LOG = "/var/log/apache2/auditgate_access.log"
+
+
+class Command(BaseCommand):
+    help = (
+        "Join Apache's access log to the audit trail on the request id and list the requests under "
+        "--prefix that Django never saw: refused by mod_wsgi (full backlog 503, queue timeout 504), "
+        "lost with a daemon, or refused by Apache itself."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--log", default=DEFAULT_LOG, help=f"Access log in the auditgate format ({DEFAULT_LOG}).")
+        parser.add_argument("--prefix", default="/gw/", help="Only requests whose path starts with this.")
+        parser.add_argument("--since", type=datetime.fromisoformat, help="ISO time with offset (2026-01-01T00:00Z).")
+        parser.add_argument("--json", dest="as_json", action="store_true", help="One JSON document instead of lines.")
+
+    def handle(self, *args: Any, log: str, prefix: str, since: datetime | None, as_json: bool, **options: Any) -> None:
+        if since is not None and since.tzinfo is None:
+            raise CommandError("--since needs a time zone offset (e.g. +00:00 or Z).")
+        try:
+            with Path(log).open(encoding="utf-8", errors="replace") as lines:
+                unseen = unseen_by_django(parse(lines), prefix, since)
+        except OSError as exc:
+            raise CommandError(f"Cannot read {log}: {exc.strerror}") from None
+        report = summary(unseen)
+        if as_json:
+            self.stdout.write(json.dumps(report, indent=1))
+            return
+        for request in report["requests"]:  # type: ignore[attr-defined]
+            self.stdout.write("{time} {status} {duration_ms:.0f} ms {request_id} {method} {path}".format(**request))
+        self.stdout.write(f"never seen by Django: {report['unseen']} {report['by_status']}")
