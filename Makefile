@@ -17,6 +17,10 @@ VENV := .venv
 INVENTORY ?= ansible/inventories/local
 ANSIBLE_ARGS ?=
 PYTEST_ARGS ?=
+# make test provisions this host and owns it for the run, so its fault tests may restart
+# MariaDB (tests/deployed/test_database_restart.py). Set 0 on a host shared with others.
+AUDITGATE_TEST_DB_RESTART ?= 1
+export AUDITGATE_TEST_DB_RESTART
 BENCH_ARGS ?=
 
 # `make dev`: mod_wsgi-express on http://localhost:$(DEV_PORT)/ with the development settings.

@@ -13,11 +13,45 @@ from django.db import models
 from rest_framework import serializers
 
 
-class StrictCharField(serializers.CharField):
-    default_error_messages = {"invalid": "Expected a string."}
+class StrictStringMixin:
+    """Only a JSON string is a string (a number or a boolean is refused, not turned into text)."""
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
+            self.fail("not_a_string")  # type: ignore[attr-defined]
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class StrictCharField(StrictStringMixin, serializers.CharField):
+    default_error_messages = {"not_a_string": "Expected a string."}
+
+
+class StrictSlugField(StrictStringMixin, serializers.SlugField):
+    default_error_messages = {"not_a_string": "Expected a string."}
+
+
+class StrictURLField(StrictStringMixin, serializers.URLField):
+    default_error_messages = {"not_a_string": "Expected a string."}
+
+
+class StrictEmailField(StrictStringMixin, serializers.EmailField):
+    default_error_messages = {"not_a_string": "Expected a string."}
+
+
+class StrictIPAddressField(StrictStringMixin, serializers.IPAddressField):
+    default_error_messages = {"not_a_string": "Expected a string."}
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON body must send ``true`` or ``false`` (DRF would also take 0, 1 and "yes");
+    an HTML form (the browsable API) sends text, which DRF's rules still read."""
+
+    default_error_messages = {"invalid": "Expected true or false."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        request = self.context.get("request")
+        is_json = request is not None and (request.content_type or "").startswith("application/json")
+        if is_json and not isinstance(data, bool):
             self.fail("invalid")
         return super().to_internal_value(data)
 
@@ -26,4 +60,9 @@ STRICT_FIELD_MAPPING = {
     **serializers.ModelSerializer.serializer_field_mapping,
     models.CharField: StrictCharField,
     models.TextField: StrictCharField,
+    models.SlugField: StrictSlugField,
+    models.URLField: StrictURLField,
+    models.EmailField: StrictEmailField,
+    models.GenericIPAddressField: StrictIPAddressField,
+    models.BooleanField: StrictBooleanField,
 }

@@ -58,3 +58,19 @@ class DatabaseUnavailableMiddleware:
         response = JsonResponse(body, status=503)
         response["Retry-After"] = "5"
         return response
+
+
+class ChunkedBodyMiddleware:
+    """A request body sent chunked (no Content-Length) is refused with 411 ``length_required``:
+    Django reads a body by its length and would silently see an empty one.  The gateway
+    (``/gw/``) refuses it itself, with an audit event, so it is left to the gateway view."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if chunked and not request.path.startswith("/gw/"):
+            detail = "Send a Content-Length: chunked request bodies are not accepted."
+            return JsonResponse(error_body(request, "length_required", detail), status=411)
+        return self.get_response(request)

@@ -41,6 +41,10 @@ ERROR_CODES: dict[int, tuple[str, dict[str, str]]] = {
         },
     ),
     404: ("No such object (or not yours), or an invalid page or cursor.", {"not_found": "Not found."}),
+    411: (
+        "The body was sent chunked, without a Content-Length. Send its length.",
+        {"length_required": "Send a Content-Length: chunked request bodies are not accepted."},
+    ),
     415: (
         "The body's Content-Type is not one the operation reads.",
         {"unsupported_media_type": 'Unsupported media type "text/plain" in request.'},
@@ -102,7 +106,7 @@ class AutoSchema(BaseAutoSchema):
         if "{" in self.path or self._is_paginated_list():
             statuses.append(404)
         if has_body:
-            statuses.append(415)
+            statuses += [411, 415]
         return statuses
 
     def _is_paginated_list(self) -> bool:
@@ -124,3 +128,16 @@ class TokenScheme(OpenApiAuthenticationExtension):
             "bearerFormat": "agt_<key id>_<secret>_<checksum>",
             "description": "An API token with the management scope. `Authorization: Token <token>` works too.",
         }
+
+
+def allow_empty_query_values(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Postprocessing hook: an empty query parameter (``?status=``) means "not given".
+
+    That is how the browsable API's filter forms submit the fields left blank, and how the
+    API has always read them; OpenAPI says so with ``allowEmptyValue``."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                if parameter.get("in") == "query":
+                    parameter["allowEmptyValue"] = True
+    return result

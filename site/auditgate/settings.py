@@ -50,6 +50,7 @@ MIDDLEWARE = [
     # First, so that every response (errors included) carries its request id.
     "auditgate.middleware.RequestIdMiddleware",
     "auditgate.middleware.DatabaseUnavailableMiddleware",
+    "auditgate.middleware.ChunkedBodyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -163,6 +164,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # Write-only secrets appear in request bodies only, read-only fields in responses only.
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "auditgate.openapi.allow_empty_query_values",
+    ],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

@@ -182,3 +182,20 @@ def test_the_policy_dry_run_validates_its_question(api, crm, make_user):
 
 def test_the_policy_dry_run_is_for_admins(client_for, make_user):
     assert client_for(make_user()).post("/api/policy/check", {}, format="json").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("name", 12), ("fail_open", 0), ("internal", "yes"), ("base_url", 8080), ("enabled", 1)]
+)
+def test_json_bodies_take_the_documented_types_only(api, field, value):
+    body = {"name": "crm", "base_url": "http://127.0.0.1:8080", "internal": True, field: value}
+    response = api.post("/api/upstreams/", body, format="json")
+    assert response.status_code == 400, response.json()
+    assert field in response.json()["errors"]
+    assert not Upstream.objects.exists()
+
+
+def test_html_forms_still_send_booleans_as_text(api):
+    response = api.post("/api/upstreams/", {"name": "crm", "base_url": "http://127.0.0.1:8080", "internal": "true"})
+    assert response.status_code == 201, response.json()
+    assert Upstream.objects.get().internal is True

@@ -78,3 +78,11 @@ def test_other_database_errors_stay_server_errors(client_for, make_user, monkeyp
     client = client_for(make_user("frank"))
     client.raise_request_exception = False
     assert client.get("/api/me/").status_code == 500
+
+
+def test_a_chunked_body_is_refused_with_a_json_411_not_read_as_empty(client_for, make_user):
+    response = client_for(make_user("gina", staff=True)).generic(
+        "POST", "/api/upstreams/", b"", content_type="application/json", HTTP_TRANSFER_ENCODING="chunked"
+    )
+    assert response.status_code == 411
+    assert response.json()["code"] == "length_required"

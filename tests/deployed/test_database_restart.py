@@ -7,7 +7,8 @@ streaming when it went away keep their outcome in the daemon until the database 
 (apps.audit.recording), so the trail is still complete.
 
 This restarts the database server of the host, so it only runs where that is allowed:
-with AUDITGATE_TEST_DB_RESTART=1 (the CI entry point sets it; CI hosts are dedicated).
+with AUDITGATE_TEST_DB_RESTART=1, which `make test` sets (it owns the host it provisions;
+set AUDITGATE_TEST_DB_RESTART=0 for it on a host shared with others).
 Without it the test is reported as skipped, never as passed.
 """
 

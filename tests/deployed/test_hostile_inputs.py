@@ -38,7 +38,10 @@ class Raw:
             conn.putrequest(method, target, skip_accept_encoding=True)
             for name, value in headers.items():
                 conn.putheader(name, value)
-            if body is not None:
+            chunked = headers.get("Transfer-Encoding") == "chunked"
+            if chunked:
+                body = b"2\r\n{}\r\n0\r\n\r\n"  # one chunk: an empty JSON object
+            elif body is not None:
                 conn.putheader("Content-Length", str(len(body)))
             conn.endheaders(body)
             response = conn.getresponse()
@@ -157,3 +160,18 @@ def test_a_post_with_a_body_is_forwarded_whole(raw, scene):
     )  # fmt: skip
     assert status == 200
     assert json.loads(body)["body_length"] == len(payload)
+
+
+def test_chunked_bodies_are_refused_with_json_and_the_gateways_refusal_is_audited(raw, admin, scene):
+    """mod_wsgi lets chunked bodies through (WSGIChunkedRequest On) so that Django, not an
+    HTML page of Apache's, refuses them: audited on the gateway, JSON on the API."""
+    seen_before = len(scene["target"].seen)
+    chunked = {"Authorization": f"Token {scene['token']}", "Transfer-Encoding": "chunked",
+               "Content-Type": "application/json"}  # fmt: skip
+    for target in (f"/gw/{scene['names']['target']}/allowed/x", "/api/upstreams/"):
+        status, headers, body = raw.send("POST", target, chunked)
+        assert status == 411, (target, status, body[:300])
+        assert json.loads(body)["code"] == "length_required"
+    gateway_status, headers, body = raw.send("POST", f"/gw/{scene['names']['target']}/allowed/x", chunked)
+    account_for(admin, gateway_status, headers, body, scene["token"])
+    assert scene["target"].seen[seen_before:] == []

@@ -1,7 +1,7 @@
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -115,6 +115,14 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
         events.record(events.AUDIT_VIEWED, request=request, object_type="audit.auditevent",
                       object_id=str(kwargs.get("pk", "")))  # fmt: skip
         return response
+
+    def perform_content_negotiation(self, request: Any, force: bool = False) -> Any:
+        """An unknown ``?format=`` is a 400 naming the formats, not DRF's bare 404."""
+        try:
+            return super().perform_content_negotiation(request, force)
+        except Http404:
+            formats = sorted({r.format for r in self.get_renderers()})
+            raise ValidationError({"format": [f"One of: {', '.join(formats)}."]}) from None
 
     @action(detail=False, renderer_classes=[CSVRenderer, NDJSONRenderer, JSONRenderer])
     def export(self, request: Any) -> StreamingHttpResponse:

@@ -12,6 +12,9 @@ import logging
 from typing import Any
 
 from django.db import DatabaseError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.permissions import AllowAny
@@ -23,6 +26,7 @@ from apps.audit.models import Decision
 from apps.gateway.choices import IntrospectionReason
 from apps.gateway.introspection import Introspection, authenticate_caller, introspect
 from auditgate.errors import error_body
+from auditgate.openapi import ErrorSerializer
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +70,9 @@ def record(request: Any, result: Introspection, caller_name: str, status: int) -
     )
 
 
+_REQUEST = inline_serializer("IntrospectionRequest", {"token": serializers.CharField(help_text="The assertion.")})
+
+
 class IntrospectView(APIView):
     """Is this identity assertion active?  ``{"active": false}`` for anything that is not."""
 
@@ -73,6 +80,25 @@ class IntrospectView(APIView):
     permission_classes = [AllowAny]
     parser_classes = [FormParser, JSONParser]
 
+    @extend_schema(
+        summary="Introspect an identity assertion (RFC 7662)",
+        description="For upstreams: is the `X-Auditgate-Identity` assertion this request carried active? "
+        "Authenticate as the upstream with HTTP Basic (its name and identity key). Anything that is not "
+        'active, for any reason, is `{"active": false}`.',
+        auth=[],
+        request={"application/x-www-form-urlencoded": _REQUEST, "application/json": _REQUEST},
+        responses={
+            200: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="RFC 7662 claims (`active`, `sub`, `username`, `aud`, `iat`, `exp`, `request_id`...).",
+                examples=[OpenApiExample("inactive", value={"active": False})],
+            ),
+            401: OpenApiResponse(
+                ErrorSerializer, description="The caller is not an upstream: `code` `invalid_client`."
+            ),
+            503: OpenApiResponse(ErrorSerializer, description="No database: `code` `database_unavailable`."),
+        },
+    )
     def post(self, request: Any) -> Response:
         try:
             return self._introspect(request)

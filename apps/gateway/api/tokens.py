@@ -44,7 +44,8 @@ class APITokenSerializer(serializers.ModelSerializer):
     )
     status = serializers.SerializerMethodField()
     expires_at = serializers.DateTimeField(required=False, help_text="Default and maximum: now + the maximum lifetime.")
-    expires_in_days = serializers.IntegerField(write_only=True, required=False, min_value=1)
+    # The upper bound only keeps the date computable; the deployment's maximum lifetime applies too.
+    expires_in_days = serializers.IntegerField(write_only=True, required=False, min_value=1, max_value=36500)
     upstreams = serializers.SlugRelatedField(
         slug_field="name", queryset=Upstream.objects.all(), many=True, required=False
     )
@@ -198,11 +199,12 @@ class APITokenViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
     """Your API tokens (administrators: everyone's, ``?user=<username>``).  The token
-    itself is shown once, in the answer to its creation."""
+    itself is shown once, in the answer to its creation.  Tokens are revoked
+    (``POST .../revoke/``), never deleted: the audit trail refers to them, so a revoked
+    token stays readable, with its revocation time (no DELETE, which would promise it is gone)."""
 
     serializer_class = APITokenSerializer
     filterset_class = APITokenFilterSet
@@ -226,9 +228,6 @@ class APITokenViewSet(
         data = {**self.get_serializer(token).data, "token": plaintext}
         # The plaintext exists nowhere else: keep it out of every cache.
         return Response(data, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
-
-    def perform_destroy(self, instance: APIToken) -> None:
-        tokens.revoke_token(instance, request=self.request)
 
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: str | None = None) -> Response:
