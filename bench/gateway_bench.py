@@ -382,13 +382,22 @@ def _ms(text: str) -> float:
 
 
 def wrk(url: str, connections: int, seconds: int, token: str) -> dict[str, float]:
+    """One wrk run; a run whose output cannot be read (seen once in a long series) is repeated once."""
+    try:
+        return _wrk(url, connections, seconds, token)
+    except RuntimeError as exc:
+        print(f"repeating a run: {exc}", file=sys.stderr, flush=True)
+        return _wrk(url, connections, seconds, token)
+
+
+def _wrk(url: str, connections: int, seconds: int, token: str) -> dict[str, float]:
     headers = ["-H", f"Authorization: Token {token}"] if token else []
     threads = "1" if connections == 1 else "2"
     start = busy_jiffies()
     output = run("wrk", "-t", threads, "-c", str(connections), "-d", f"{seconds}s", "--latency", "--timeout", "5s",
                  *headers, url, capture_output=True).stdout  # fmt: skip
     busy = (busy_jiffies() - start) / os.sysconf("SC_CLK_TCK")
-    if "Latency Distribution" not in output:
+    if "Latency Distribution" not in output or not re.search(r"99%\s+[\d.]+(us|ms|s|m|h)\s", output):
         raise RuntimeError(f"wrk printed no latencies for {url}:\n{output}")
     requests = int(re.search(r"(\d+) requests in", output).group(1))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
@@ -436,12 +445,15 @@ def medians(runs: dict[str, dict[int, list[dict]]]) -> dict[str, dict[int, dict[
 
 
 def ratios(table: dict[str, dict[int, dict[str, float]]], concurrencies: list[int]) -> dict[str, float]:
-    out = {}
+    out: dict[str, float] = {}
+    if "auditgate" not in table:
+        return out
     for c in concurrencies:
         gate = table["auditgate"][c]["rps"]
         for other in ("django", "revproxy", "gunicorn_nginx", "gunicorn"):
-            out[f"5/{other} c={c}"] = round(gate / table[other][c]["rps"], 2)
-    if 1 in concurrencies:
+            if other in table:
+                out[f"5/{other} c={c}"] = round(gate / table[other][c]["rps"], 2)
+    if 1 in concurrencies and "upstream" in table:
         out["added p50 ms of 5 over 1, c=1"] = round(
             table["auditgate"][1]["p50_ms"] - table["upstream"][1]["p50_ms"], 3
         )
