@@ -397,15 +397,16 @@ def _wrk(url: str, connections: int, seconds: int, token: str) -> dict[str, floa
     output = run("wrk", "-t", threads, "-c", str(connections), "-d", f"{seconds}s", "--latency", "--timeout", "5s",
                  *headers, url, capture_output=True).stdout  # fmt: skip
     busy = (busy_jiffies() - start) / os.sysconf("SC_CLK_TCK")
-    if "Latency Distribution" not in output or not re.search(r"99%\s+[\d.]+(us|ms|s|m|h)\s", output):
+    if "Latency Distribution" not in output or not re.search(r"^\s+99%\s+[\d.]+(us|ms|s|m|h)$", output, re.M):
         raise RuntimeError(f"wrk printed no latencies for {url}:\n{output}")
     requests = int(re.search(r"(\d+) requests in", output).group(1))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "p50_ms": _ms(re.search(r"50%\s+(\S+)", output).group(1)),
-        "p99_ms": _ms(re.search(r"99%\s+(\S+)", output).group(1)),
+        # Anchored: "99%" also ends figures like "72.99%" in wrk's thread statistics.
+        "p50_ms": _ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1)),
+        "p99_ms": _ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1)),
         "cpu_s_per_1000": round(busy / max(requests, 1) * 1000, 3),
         "errors": errors + (int(non_2xx.group(1)) if non_2xx else 0),
     }
