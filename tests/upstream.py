@@ -29,6 +29,7 @@ import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -149,13 +150,16 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-class ResettingServer:
-    """Accepts connections and closes them at once (an upstream that resets)."""
+class _RawServer:
+    """A listening socket on loopback whose accept loop hands each connection to ``handle``."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
 
     def _serve(self) -> None:
         while True:
@@ -163,15 +167,22 @@ class ResettingServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            conn.recv(1024)
-            conn.close()
+            self.handle(conn)
 
-    def __enter__(self) -> ResettingServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
+
+
+class ResettingServer(_RawServer):
+    """Accepts connections and closes them at once (an upstream that resets)."""
+
+    def handle(self, conn: socket.socket) -> None:
+        conn.recv(1024)
+        conn.close()
 
 
 class FullBacklogServer:
@@ -239,7 +250,7 @@ class CallbackUpstream(Upstream):
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
 
-class TLSRelay:
+class TLSRelay(_RawServer):
     """Plain TCP on loopback in, TLS to ``host:port`` out, bytes passed untouched both ways.
 
     Lets the gateway reach the deployment's own https vhost, whose self-signed certificate
@@ -249,19 +260,12 @@ class TLSRelay:
     """
 
     def __init__(self, host: str, port: int, cafile: str) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        super().__init__()
         self._target = (host, port)
         self._context = ssl.create_default_context(cafile=cafile)
-        self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                inbound, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._relay, args=(inbound,), daemon=True).start()
+    def handle(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
 
     def _relay(self, inbound: socket.socket) -> None:
         try:
@@ -276,13 +280,6 @@ class TLSRelay:
             for end in (inbound, outbound):
                 with contextlib.suppress(OSError):
                     end.close()
-
-    def __enter__(self) -> TLSRelay:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
 
 
 _WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError)
@@ -320,58 +317,33 @@ def _shuttle(inbound: socket.socket, outbound: ssl.SSLSocket, idle: float = 120)
         return
 
 
-class BlackholeServer:
+class BlackholeServer(_RawServer):
     """Accepts connections and reads the request, then never answers."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        super().__init__()
         self._held: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self._held.append(conn)
-
-    def __enter__(self) -> BlackholeServer:
-        self._thread.start()
-        return self
+    def handle(self, conn: socket.socket) -> None:
+        self._held.append(conn)
 
     def __exit__(self, *exc: object) -> None:
-        self.sock.close()
+        super().__exit__(*exc)
         for conn in self._held:
             conn.close()
 
 
-class ResetMidBodyServer:
+class ResetMidBodyServer(_RawServer):
     """Answers 200 with a Content-Length of ``declared`` bytes, sends ``sent`` of them, then resets."""
 
     def __init__(self, declared: int = 1_000_000, sent: int = 100_000) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        super().__init__()
         self.declared, self.sent = declared, sent
-        self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.recv(65536)
-            head = f"HTTP/1.1 200 OK\r\nContent-Length: {self.declared}\r\n\r\n"
-            conn.sendall(head.encode() + b"r" * self.sent)
-            time.sleep(0.2)
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, not FIN
-            conn.close()
-
-    def __enter__(self) -> ResetMidBodyServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
+    def handle(self, conn: socket.socket) -> None:
+        conn.recv(65536)
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {self.declared}\r\n\r\n"
+        conn.sendall(head.encode() + b"r" * self.sent)
+        time.sleep(0.2)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, not FIN
+        conn.close()

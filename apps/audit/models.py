@@ -35,6 +35,12 @@ def _insert_statement() -> tuple[str, tuple[models.Field, ...]]:
 
 
 @functools.cache
+def _insertable_names() -> frozenset[str]:
+    """What ``insert`` takes: each field by name or by column attribute (``actor`` or ``actor_id``)."""
+    return frozenset(name for f in _insert_statement()[1] for name in (f.name, f.attname))
+
+
+@functools.cache
 def _outcome_statement(names: tuple[str, ...]) -> tuple[str, tuple[models.Field, ...]]:
     fields = tuple(AuditEvent._meta.get_field(name) for name in names)
     quote = connection.ops.quote_name
@@ -54,7 +60,7 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
     def insert(self, **values: object) -> int:
         """Insert one event (unset fields take their defaults, as ``create`` would); returns its id."""
         sql, fields = _insert_statement()
-        unknown = set(values) - {f.attname for f in fields} - {f.name for f in fields}
+        unknown = values.keys() - _insertable_names()
         if unknown:
             raise TypeError(f"Not audit event fields: {sorted(unknown)}")
         params = []

@@ -23,6 +23,9 @@ from apps.audit.models import AuditEvent
 _H = {name: f"CRC32(CONCAT('{name}:', n))" for name in ("deny", "status", "duration", "angle", "who", "what")}
 # A standard normal variate (Box-Muller) for log-normal durations.
 _NORMAL = f"SQRT(-2 * LN(({_H['duration']} + 1) / 4294967297)) * COS(2 * PI() * {_H['angle']} / 4294967296)"
+_DURATION = f"EXP(2.5 + 0.8 * {_NORMAL})"  # milliseconds, log-normal
+# When the outcome was written: the start plus the duration.
+_DONE = f"@start + INTERVAL FLOOR(n * @step + 1000 * {_DURATION}) MICROSECOND"
 _DENIED = f"({_H['deny']} % 100 < 8)"
 _PCT = f"({_H['status']} % 100)"
 _STATUS = f"""IF({_DENIED}, ELT(1 + {_H["status"]} % 3, 403, 401, 404),
@@ -45,9 +48,9 @@ _COLUMNS = {
     "schema_version": "1",
     "event_type": f"IF({_DENIED}, 'gateway.denied', 'gateway.request')",
     "occurred_at": "@start + INTERVAL FLOOR(n * @step) MICROSECOND",
-    "duration_ms": f"ROUND(EXP(2.5 + 0.8 * {_NORMAL}), 3)",
-    "recorded_at": f"@start + INTERVAL FLOOR(n * @step + 1000 * EXP(2.5 + 0.8 * {_NORMAL})) MICROSECOND",
-    "completed_at": f"@start + INTERVAL FLOOR(n * @step + 1000 * EXP(2.5 + 0.8 * {_NORMAL})) MICROSECOND",
+    "duration_ms": f"ROUND({_DURATION}, 3)",
+    "recorded_at": _DONE,
+    "completed_at": _DONE,
     # Like Apache's mod_unique_id (the gateway's request ids): the time first, then random bits.
     "request_id": "CONCAT(LPAD(HEX(UNIX_TIMESTAMP(@start) + FLOOR(n * @step / 1000000)), 8, '0'), LEFT(MD5(n), 19))",
     "actor_username": f"CONCAT('user', LPAD({_H['who']} % 200, 3, '0'))",
@@ -75,7 +78,7 @@ _COLUMNS = {
     "request_sha256": "''",
     "response_bytes": f"IF({_DENIED}, 0, 100 + ({_H['status']} >> 7) % 49900)",
     "response_sha256": "''",
-    "ttfb_ms": f"IF({_DENIED}, NULL, ROUND(0.8 * EXP(2.5 + 0.8 * {_NORMAL}), 3))",
+    "ttfb_ms": f"IF({_DENIED}, NULL, ROUND(0.8 * {_DURATION}, 3))",
     "overhead_ms": "0.4",
     "client_aborted": "0",
     "worker": "'seed/0'",

@@ -4,7 +4,6 @@ the audit event, and no gateway thread held beyond its timeout."""
 from __future__ import annotations
 
 import http.client
-import json
 import socket
 import ssl
 import time
@@ -15,6 +14,7 @@ import requests
 
 from tests.deployed.conftest import BASE_URL, CA_FILE, daemon_option
 from tests.deployed.load import burst, call, group_capacity
+from tests.deployed.trail import gateway_events
 from tests.upstream import BlackholeServer, FullBacklogServer, ResetMidBodyServer, closed_port_url
 
 pytestmark = pytest.mark.deployed
@@ -22,15 +22,6 @@ pytestmark = pytest.mark.deployed
 CONNECT_TIMEOUT = 1.0
 READ_TIMEOUT = 2.0
 SLACK = 1.5
-
-
-def gateway_events(admin, upstream: str) -> list[dict]:
-    """The gateway events of ``upstream``, oldest first (the export has every field)."""
-    response = admin.get(f"{BASE_URL}/api/audit/events/export/", params={"format": "ndjson", "upstream": upstream},
-                         timeout=60)  # fmt: skip
-    assert response.status_code == 200
-    events = [json.loads(line) for line in response.iter_lines() if line]
-    return [e for e in events if e["event_type"].startswith("gateway.")]
 
 
 def settled_events(admin, upstream: str, count: int) -> list[dict]:

@@ -34,6 +34,7 @@ class Load:
 
 
 def gateway_events(admin, upstream: str) -> list[dict]:
+    """The gateway events of ``upstream``, oldest first (the export has every field)."""
     response = admin.get(f"{BASE_URL}/api/audit/events/export/", params={"format": "ndjson", "upstream": upstream},
                          timeout=120)  # fmt: skip
     assert response.status_code == 200
