@@ -41,7 +41,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,8 +247,14 @@ def nginx() -> Iterator[None]:
         wait_for_exit(pid)
 
 
+# --define NAME=VALUE: a vhost Define changed for one run (the shape of the daemon groups);
+# --no-access-log: what Apache's access log costs.  Levers, measured one at a time.
+DEFINES: dict[str, str] = {}
+ACCESS_LOG = True
+
+
 def vhost_defines(vhost: str) -> dict[str, str]:
-    return dict(re.findall(r"^\s*Define\s+(\S+)\s+(.*?)\s*$", vhost, re.M))
+    return dict(re.findall(r"^\s*Define\s+(\S+)\s+(.*?)\s*$", vhost, re.M)) | DEFINES
 
 
 def daemon_options(vhost: str, group: str) -> str:
@@ -264,8 +270,8 @@ def daemon_options(vhost: str, group: str) -> str:
     words = []
     for word in options.split():
         key = word.split("=", 1)[0]
-        if key == "display-name":
-            word = f"display-name=(bench-{group.removeprefix('auditgate-')})"
+        if key == "display-name":  # short: it replaces argv[0] ("apache2") and is cut to its length
+            word = f"display-name=({group.removeprefix('auditgate-')})"
         words.append(f"{key}={replace[key]}" if key in replace else word)
     return " ".join(words)
 
@@ -290,7 +296,7 @@ LogLevel warn
 LoadModule wsgi_module {mod_wsgi}
 {server}
 LogFormat "%h %l %u %t \\"%r\\" %>s %O \\"%{{Referer}}i\\" \\"%{{User-Agent}}i\\" %D %{{UNIQUE_ID}}e" auditgate
-CustomLog {run}/apache-access.log auditgate
+{access_log}CustomLog {run}/apache-access.log auditgate
 WSGIRestrictEmbedded On
 WSGIDaemonProcess auditgate-api {api}
 WSGIDaemonProcess auditgate-gw {gw}
@@ -335,6 +341,7 @@ def apache(env: dict[str, str]) -> Iterator[None]:
         run=RUN, user=USER, port=PORT["apache"], modules=modules, mod_wsgi=mod_wsgi,
         server=server_directives(vhost), api=daemon_options(vhost, "auditgate-api"),
         gw=daemon_options(vhost, "auditgate-gw"), wsgi=CODE / "bench" / "benchsite" / "wsgi.py", code=CODE,
+        access_log="" if ACCESS_LOG else "# --no-access-log: ",
     ))  # fmt: skip
     run("apache2", "-f", conf, "-k", "start", env=env)
     try:
@@ -403,6 +410,7 @@ def _wrk(url: str, connections: int, seconds: int, token: str) -> dict[str, floa
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {
+        "requests": requests,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
         # Anchored: "99%" also ends figures like "72.99%" in wrk's thread statistics.
         "p50_ms": _ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1)),
@@ -436,6 +444,16 @@ def measure(concurrencies: list[int], rounds: int, seconds: int, token: str) -> 
     return runs
 
 
+def serve(token: str) -> None:
+    """Keep the servers up until interrupted (SIGINT or SIGTERM); they are stopped on the way out."""
+    for _key, label, url, _auth in SCENARIOS:
+        print(f"{label:<38} http://127.0.0.1:{url}", flush=True)
+    print(f"token: {token}\nserving; interrupt to stop", flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with suppress(KeyboardInterrupt):
+        signal.pause()
+
+
 def medians(runs: dict[str, dict[int, list[dict]]]) -> dict[str, dict[int, dict[str, float]]]:
     return {
         key: {c: {m: round(statistics.median(r[m] for r in results), 3) for m in results[0]} | {
@@ -459,6 +477,150 @@ def ratios(table: dict[str, dict[int, dict[str, float]]], concurrencies: list[in
             table["auditgate"][1]["p50_ms"] - table["upstream"][1]["p50_ms"], 3
         )
     return out
+
+
+# --- profiling (--profile) ------------------------------------------------------------------
+
+
+def _processes() -> dict[int, tuple[str, str, int]]:
+    """pid -> (command name, command line, CPU ticks so far) of every process."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        found[int(entry.name)] = (name, cmdline, int(fields[11]) + int(fields[12]))
+    return found
+
+
+def _role(name: str, cmdline: str) -> str:
+    if cmdline.startswith("(gw)"):
+        return "mod_wsgi gateway daemons (Python)"
+    if cmdline.startswith("(api)"):
+        return "mod_wsgi API daemons"
+    return {"apache2": "Apache workers (HTTP, hand-off to the daemon)", "mariadbd": "MariaDB",
+            "nginx": "nginx (the upstream)"}.get(name, "kernel and other")  # fmt: skip
+
+
+def cpu_by_process(url: str, connections: int, seconds: int, token: str) -> dict[str, float]:
+    """CPU milliseconds per request, by process role, during one wrk run (wrk itself included)."""
+    before, children = _processes(), os.times()
+    result = _wrk(url, connections, seconds, token)
+    after, children_after = _processes(), os.times()
+    ticks: dict[str, int] = {}
+    for pid, (name, cmdline, total) in after.items():
+        used = total - before[pid][2] if pid in before else total
+        if used > 0:
+            ticks[_role(name, cmdline)] = ticks.get(_role(name, cmdline), 0) + used
+    per_request = {role: t / os.sysconf("SC_CLK_TCK") * 1000 / result["requests"] for role, t in ticks.items()}
+    wrk_seconds = (children_after.children_user + children_after.children_system
+                   - children.children_user - children.children_system)  # fmt: skip
+    per_request["wrk (the client)"] = wrk_seconds * 1000 / result["requests"]
+    per_request = {role: round(ms, 3) for role, ms in sorted(per_request.items(), key=lambda item: -item[1])}
+    return {"rps": result["rps"], "ms_per_request": per_request}
+
+
+# Phases of the gateway's wall-clock time, by a frame py-spy sees on the stack (the
+# innermost one counts: the health-check ping runs inside the first audit write).
+WALL_PHASES = [
+    ("token authentication", "_authenticate (apps/gateway/views.py"),
+    ("policy decision", "_decide (apps/gateway/views.py"),
+    ("audit: attempt INSERT, committed", "GatewayAttempt.begin ("),
+    ("database connection health check (ping)", "close_if_health_check_failed ("),
+    ("upstream: send, wait, read headers", "open_upstream ("),
+    ("relay of the body", "Relay.__iter__ ("),
+    ("audit: outcome UPDATE, committed", "GatewayAttempt.finish ("),
+]
+_IN_A_REQUEST = ("WSGIHandler.__call__ (", "HttpResponseBase.close (", "Relay.")
+
+
+def _phase(stack: str) -> str:
+    innermost, label = -1, "Django (handler, middleware, routing, response) and the rest of the view"
+    for name, marker in WALL_PHASES:
+        at = stack.rfind(marker)
+        if at > innermost:
+            innermost, label = at, name
+    return label
+
+
+def wall_profile(token: str, seconds: int, rate: int = 200) -> dict:
+    """py-spy (wall clock, idle included) on the gateway daemons while wrk sends one request at a time."""
+    daemons = [pid for pid, (_, cmdline, _) in _processes().items() if cmdline.startswith("(gw)")]
+    outputs = [RUN / f"py-spy-{pid}.txt" for pid in daemons]
+    spies = [subprocess.Popen([VENV / "bin" / "py-spy", "record", "--pid", str(pid), "--idle", "--nonblocking",  # noqa: S603
+                               "--rate", str(rate), "--format", "raw", "--duration", str(seconds + 2), "-o", out],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for pid, out in zip(daemons, outputs, strict=True)]  # fmt: skip
+    time.sleep(1)
+    result = _wrk(f"http://127.0.0.1:{PORT['apache']}/gw/bench/item", 1, seconds, token)
+    for spy in spies:
+        spy.wait(60)
+    samples: dict[str, int] = {}
+    for out in outputs:
+        for line in out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if any(marker in stack for marker in _IN_A_REQUEST):
+                samples[_phase(stack)] = samples.get(_phase(stack), 0) + int(count)
+    per_request = {name: n / rate * 1000 / result["requests"] for name, n in samples.items()}
+    in_daemon = sum(per_request.values())
+    return {
+        "rps": result["rps"],
+        "p50_ms": result["p50_ms"],
+        "in_daemon_ms": round(in_daemon, 3),
+        "outside_daemon_ms": round(1000 / result["rps"] - in_daemon, 3),
+        "phases_ms": {name: round(ms, 3) for name, ms in sorted(per_request.items(), key=lambda item: -item[1])},
+    }
+
+
+def profile(token: str, seconds: int, env: dict[str, str]) -> dict:
+    """Where the time goes: CPU by process (auditgate and django-revproxy at c=16), the gateway
+    daemons' wall clock by phase (py-spy, c=1), and the gateway's own CPU by phase (in-process)."""
+    urls = {key: f"http://127.0.0.1:{url}" for key, _, url, _ in SCENARIOS}
+    found = {"cpu_by_process_c16": {key: cpu_by_process(urls[key], 16, seconds, token if key == "auditgate" else "")
+                                    for key in ("auditgate", "revproxy")}}  # fmt: skip
+    found["wall_c1"] = wall_profile(token, seconds)
+    inprocess = run(VENV / "bin" / "python", CODE / "bench" / "inprocess_profile.py", token, "2000",
+                    env=env, capture_output=True).stdout  # fmt: skip
+    found["inprocess_cpu"] = json.loads(inprocess.strip().splitlines()[-1])
+    return found
+
+
+def profile_markdown(found: dict) -> str:
+    def table(title: str, rows: dict[str, float]) -> list[str]:
+        return [f"| {title} | ms per request |", "|---|---|", *(f"| {k} | {v:.3f} |" for k, v in rows.items())]
+
+    gate, revproxy = found["cpu_by_process_c16"]["auditgate"], found["cpu_by_process_c16"]["revproxy"]
+    lines = [
+        f"CPU by process at c=16 (auditgate {gate['rps']:.0f} req/s, django-revproxy {revproxy['rps']:.0f} req/s):",
+        "", "| Process | auditgate ms/request | django-revproxy ms/request |", "|---|---|---|",
+    ]  # fmt: skip
+    for role in gate["ms_per_request"]:
+        lines.append(f"| {role} | {gate['ms_per_request'][role]:.3f} | {revproxy['ms_per_request'].get(role, 0):.3f} |")
+    lines.append(f"| **all** | {sum(gate['ms_per_request'].values()):.3f} | "
+                 f"{sum(revproxy['ms_per_request'].values()):.3f} |")  # fmt: skip
+    wall = found["wall_c1"]
+    lines += [
+        "",
+        f"The gateway daemons' wall clock at c=1 ({wall['rps']:.0f} req/s, p50 {wall['p50_ms']:.2f} ms; py-spy, "
+        f"idle included): {wall['in_daemon_ms']:.2f} ms per request in the daemon, "
+        f"{wall['outside_daemon_ms']:.2f} ms outside it (wrk, Apache, the hand-off to the daemon):",
+        "",
+    ]
+    lines += table("Phase (wall clock)", wall["phases_ms"])
+    cpu = found["inprocess_cpu"]
+    lines += [
+        "",
+        "The gateway's own CPU, in-process (one thread, no Apache; cProfile's shares of "
+        f"{cpu['cpu_ms_per_request']:.3f} ms CPU and {cpu['wall_ms_per_request']:.3f} ms wall per request):",
+        "",
+    ]
+    lines += table("Phase (CPU)", dict(sorted(cpu["phases_ms"].items(), key=lambda item: -item[1])))
+    return "\n".join(lines)
 
 
 # --- reporting -----------------------------------------------------------------------------
@@ -536,7 +698,8 @@ def write_docs(result: dict) -> None:
         f"{result['rounds']} interleaved rounds of {result['seconds']} s per scenario and concurrency; medians. "
         "CPU is the whole machine's (client included) per 1000 requests.\n\n"
         f"{markdown(result)}\n\n| Ratio (req/s) | Value |\n|---|---|\n{ratio_lines}\n\n"
-        f"![req/s per scenario](benchmarks.png)\n<!-- /results -->"
+        f"![req/s per scenario](benchmarks.png)\n\n### Where the time goes (`--profile`)\n\n"
+        f"{profile_markdown(result['profile'])}\n<!-- /results -->"
     )
     text = re.sub(r"<!-- results -->.*<!-- /results -->", lambda _: block, text, flags=re.S)
     docs.write_text(text)
@@ -548,6 +711,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--only", nargs="+", help="scenario keys to run (default: all)")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="start every server, print the URLs and a token, and wait (for profiling by hand)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="only profile: CPU by process, py-spy on the gateway daemons, the gateway's CPU in-process",
+    )
+    parser.add_argument(
+        "--define",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change a Define of apache/vhost.conf for this run, e.g. AUDITGATE_GW_THREADS=4",
+    )
+    parser.add_argument("--no-access-log", action="store_true", help="run the private Apache without its access log")
     parser.add_argument("--chart", nargs=2, metavar=("JSON", "PNG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.chart:
@@ -557,6 +738,10 @@ def main() -> None:
         sys.exit("Run as root (it installs packages and starts servers as the daemon account).")
     if args.only:
         SCENARIOS[:] = [s for s in SCENARIOS if s[0] in args.only]
+    global ACCESS_LOG  # set once, before any server starts
+    DEFINES.update(define.split("=", 1) for define in args.define)
+    ACCESS_LOG = not args.no_access_log
+    lever = args.only or args.define or args.no_access_log  # a partial run: the docs keep the full one
     RUN.mkdir(parents=True, exist_ok=True)
     os.chown(RUN, 0, grp.getgrnam(USER).gr_gid)
     RUN.chmod(0o750)
@@ -570,20 +755,31 @@ def main() -> None:
         stack.enter_context(nginx())
         stack.enter_context(apache(env))
         stack.enter_context(gunicorn(env, vhost))
+        if args.serve:
+            serve(token)
+            return
+        if args.profile:
+            found = profile(token, args.seconds, env)
+            print(profile_markdown(found))
+            return
         runs = measure(args.concurrency, args.rounds, args.seconds, token)
+        found = None if lever else profile(token, args.seconds, env)
     table = medians(runs)
     when = time.strftime("%Y-%m-%dT%H:%M:%S")
     result = {"when": when, "machine": machine(), "seconds": args.seconds, "rounds": args.rounds,
+              "defines": DEFINES, "access_log": ACCESS_LOG,
               "concurrencies": args.concurrency, "table": table, "ratios": ratios(table, args.concurrency),
-              "runs": runs}  # fmt: skip
+              "profile": found, "runs": runs}  # fmt: skip
     print(markdown(result))
     print(json.dumps(result["ratios"], indent=2))
+    if found:
+        print(profile_markdown(found))
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     stem = results / f"gateway-{when.replace(':', '')}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     run(VENV / "bin" / "python", __file__, "--chart", stem.with_suffix(".json"), stem.with_suffix(".png"))
-    if not args.only:
+    if not lever:
         shutil.copy(stem.with_suffix(".png"), ROOT / "docs" / "benchmarks.png")
         write_docs(result)
 

@@ -35,19 +35,48 @@ def _insert_statement() -> tuple[str, tuple[models.Field, ...]]:
 
 
 @functools.cache
+def _insert_plan() -> tuple[tuple[models.Field, str, str, tuple[type, ...]], ...]:
+    """Per column of the INSERT: the field, its two names and the types it passes unchanged."""
+    return tuple((f, f.attname, f.name, _same_in_the_database(f)) for f in _insert_statement()[1])
+
+
+def _same_in_the_database(f: models.Field) -> tuple[type, ...]:
+    """The value types that ``f.get_db_prep_save`` returns unchanged on MariaDB.
+
+    Preparing every value through its field was a tenth of the gateway's CPU per request;
+    these types skip it.  Exact types (``type(v) in``), so a bool is never taken for an int.
+    Anything else (datetimes, JSON, addresses, keys) still goes through the field."""
+    if isinstance(f, models.BooleanField):
+        return (bool,)
+    if isinstance(f, models.CharField):
+        return (str,)
+    if isinstance(f, models.IntegerField):
+        return (int,)
+    if isinstance(f, models.FloatField):
+        return (float,)
+    return ()
+
+
+def _prepare(f: models.Field, value: object, unchanged: tuple[type, ...]) -> object:
+    if (value is None and f.null) or type(value) in unchanged:
+        return value
+    return f.get_db_prep_save(value, connection)
+
+
+@functools.cache
 def _insertable_names() -> frozenset[str]:
     """What ``insert`` takes: each field by name or by column attribute (``actor`` or ``actor_id``)."""
     return frozenset(name for f in _insert_statement()[1] for name in (f.name, f.attname))
 
 
 @functools.cache
-def _outcome_statement(names: tuple[str, ...]) -> tuple[str, tuple[models.Field, ...]]:
+def _outcome_statement(names: tuple[str, ...]) -> tuple[str, tuple[tuple[models.Field, tuple[type, ...]], ...]]:
     fields = tuple(AuditEvent._meta.get_field(name) for name in names)
     quote = connection.ops.quote_name
     sql = "UPDATE {} SET {} WHERE id = %s AND completed_at IS NULL".format(  # noqa: S608 - our own names
         quote(AuditEvent._meta.db_table), ", ".join(f"{quote(f.column)} = %s" for f in fields)
     )
-    return sql, fields
+    return sql, tuple((f, _same_in_the_database(f)) for f in fields)
 
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
@@ -59,18 +88,17 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
 
     def insert(self, **values: object) -> int:
         """Insert one event (unset fields take their defaults, as ``create`` would); returns its id."""
-        sql, fields = _insert_statement()
         unknown = values.keys() - _insertable_names()
         if unknown:
             raise TypeError(f"Not audit event fields: {sorted(unknown)}")
         params = []
-        for f in fields:
-            value = values[f.attname] if f.attname in values else values.get(f.name, _DEFAULT)
+        for f, attname, name, unchanged in _insert_plan():
+            value = values[attname] if attname in values else values.get(name, _DEFAULT)
             if value is _DEFAULT:
                 value = f.get_default()
-            params.append(f.get_db_prep_save(value, connection))
+            params.append(_prepare(f, value, unchanged))
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(_insert_statement()[0], params)
             return cursor.lastrowid
 
     def record_outcome(self, pk: int, **outcome: object) -> bool:
@@ -78,7 +106,7 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
         if not set(outcome) <= set(OUTCOME_FIELDS):
             raise TypeError(f"Only outcome fields may be written after the insert: {OUTCOME_FIELDS}.")
         sql, fields = _outcome_statement(tuple(outcome))
-        params = [f.get_db_prep_save(outcome[f.name], connection) for f in fields]
+        params = [_prepare(f, outcome[f.name], unchanged) for f, unchanged in fields]
         with connection.cursor() as cursor:  # the one sanctioned UPDATE
             cursor.execute(sql, [*params, pk])
             return cursor.rowcount == 1

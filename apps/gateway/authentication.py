@@ -80,9 +80,19 @@ token_cache: TTLCache[APIToken | None] = TTLCache(settings.POLICY_CACHE_SECONDS)
 
 def _private_copy(token: APIToken) -> APIToken:
     """A copy for one request, so that nothing a view does to it reaches other threads."""
-    mine = copy.copy(token)
-    mine.user = copy.copy(token.user)
+    mine = _clone(token)
+    mine.user = _clone(token.user)
     return mine
+
+
+def _clone(instance: Any) -> Any:
+    """What ``copy.copy`` makes of a model instance (its own ``_state`` and relation cache),
+    without the detour through pickling's ``__reduce__``: a third of authentication's CPU."""
+    clone = object.__new__(type(instance))
+    clone.__dict__.update(instance.__dict__)
+    clone._state = copy.copy(instance._state)
+    clone._state.fields_cache = dict(instance._state.fields_cache)
+    return clone
 
 
 def _peer_ip(request: Any) -> str | None:

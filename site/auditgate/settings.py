@@ -59,6 +59,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# The gateway's own chain (auditgate.handlers): token-only and CSRF-exempt, it needs no
+# sessions, CSRF, cookie authentication or messages, and refuses database outages and
+# chunked bodies itself, audited.  The response headers of the host stay the same.
+GATEWAY_MIDDLEWARE = [
+    "auditgate.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
 
 ROOT_URLCONF = "auditgate.urls"
 WSGI_APPLICATION = "auditgate.wsgi.application"

@@ -2,6 +2,7 @@
 
 mod_wsgi's ``python-path`` puts the release root and ``site/`` on sys.path; the
 lines below do the same so the script also works under ``mod_wsgi-express``.
+The gateway (``/gw/``) runs a shorter middleware chain than the rest (auditgate.handlers).
 """
 
 import os
@@ -15,6 +16,6 @@ for _path in (str(_SITE_DIR), str(_SITE_DIR.parent)):
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auditgate.settings")
 
-from django.core.wsgi import get_wsgi_application  # noqa: E402
+from auditgate.handlers import make_application  # noqa: E402
 
-application = get_wsgi_application()
+application = make_application()
