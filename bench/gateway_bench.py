@@ -404,7 +404,7 @@ def _wrk(url: str, connections: int, seconds: int, token: str) -> dict[str, floa
     output = run("wrk", "-t", threads, "-c", str(connections), "-d", f"{seconds}s", "--latency", "--timeout", "5s",
                  *headers, url, capture_output=True).stdout  # fmt: skip
     busy = (busy_jiffies() - start) / os.sysconf("SC_CLK_TCK")
-    if "Latency Distribution" not in output or not re.search(r"^\s+99%\s+[\d.]+(us|ms|s|m|h)$", output, re.M):
+    if "Latency Distribution" not in output or not re.search(r"^\s+99%\s+[\d.]+(us|ms|s|m|h)\s*$", output, re.M):
         raise RuntimeError(f"wrk printed no latencies for {url}:\n{output}")
     requests = int(re.search(r"(\d+) requests in", output).group(1))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
@@ -581,6 +581,9 @@ def profile(token: str, seconds: int, env: dict[str, str]) -> dict:
     """Where the time goes: CPU by process (auditgate and django-revproxy at c=16), the gateway
     daemons' wall clock by phase (py-spy, c=1), and the gateway's own CPU by phase (in-process)."""
     urls = {key: f"http://127.0.0.1:{url}" for key, _, url, _ in SCENARIOS}
+    for key in ("auditgate", "revproxy"):  # started daemons load the app on their first requests
+        check(urls[key], token)
+        _wrk(urls[key], 16, 2, token)
     found = {"cpu_by_process_c16": {key: cpu_by_process(urls[key], 16, seconds, token if key == "auditgate" else "")
                                     for key in ("auditgate", "revproxy")}}  # fmt: skip
     found["wall_c1"] = wall_profile(token, seconds)

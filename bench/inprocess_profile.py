@@ -70,7 +70,7 @@ def main() -> None:
         one()
     profile.disable()
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
-    total = sum(tt for (_, _, _, tt, _) in stats.values())
+    total = sum(tt for (_, _, tt, _, _) in stats.values())  # (calls, primitive calls, own, cumulative, callers)
     shares = {}
     for label, suffix, name in PHASES:
         shares[label] = sum(ct for (file, _, func), (_, _, _, ct, _) in stats.items()
