@@ -1,0 +1,1 @@
+"""Django's MySQL/MariaDB backend, with a cheaper health check (see ``base``)."""
