@@ -1,9 +1,10 @@
 """Streaming exports of the audit trail: CSV and NDJSON, in constant memory.
 
 mysqlclient reads whole result sets into memory, so rows are fetched in keyset pages
-(``id > last``) of ``BATCH`` rows, never with one big query.  ``rows()`` yields typed
-values (retention's export); the streamed exports work on raw rows, for speed
-(docs/audit-benchmark.md).
+(``id > last``) of ``BATCH`` rows, never with one big query.  Both exports work on raw
+rows, for speed (docs/audit-benchmark.md).  The NDJSON export is also retention's archive
+of purged events (``apps.audit.retention``): a line must keep every value the hash chain
+sealed, datetimes to the microsecond.
 """
 
 from __future__ import annotations
@@ -25,22 +26,6 @@ BATCH = 2000
 EXPORT_FIELDS = tuple(f.attname for f in AuditEvent._meta.concrete_fields)
 # A spreadsheet would run a cell that starts like a formula (OWASP "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _tuples(queryset: QuerySet[AuditEvent]) -> Iterator[tuple[Any, ...]]:
-    """Keyset pages of raw value tuples in EXPORT_FIELDS order (no model or dict per row)."""
-    last = 0
-    while True:
-        page = list(queryset.filter(id__gt=last).order_by("id").values_list(*EXPORT_FIELDS)[:BATCH])
-        yield from page
-        if len(page) < BATCH:
-            return
-        last = page[-1][0]
-
-
-def rows(queryset: QuerySet[AuditEvent]) -> Iterator[dict[str, Any]]:
-    for values in _tuples(queryset):
-        yield dict(zip(EXPORT_FIELDS, values, strict=True))
 
 
 def safe_cell(value: Any) -> Any:

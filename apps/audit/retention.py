@@ -5,16 +5,19 @@ the date), the events are written to an NDJSON file first, rows go in batches, a
 checkpoints stay: ``verify()`` then checks the purged part through its checkpoints
 (linkage and signatures) and everything after it in full.  Needs the privileged
 database account: the app's own may not delete audit rows.
+
+The file is the API's NDJSON export of the purged events (``exporting.ndjson_lines``):
+raw column values, datetimes to the microsecond.  It is all that is left of those events,
+so it must hold every value the chain sealed: re-chained line by line, it ends in each
+purged segment's head hash (tests/unit/test_sealing.py does it).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.db.models import Max
 
@@ -45,12 +48,8 @@ def purge(before: datetime, export_dir: Path, progress: Callable[[int], None] | 
     if not segments:
         return None
     first, last = segments[0].first_seq, segments[-1].last_seq
-    export_dir.mkdir(parents=True, exist_ok=True)
     target = export_dir / f"audit-events-{first}-{last}.ndjson"
-    in_range = AuditEvent.objects.filter(id__gte=first, id__lte=last)
-    with target.open("w", encoding="utf-8") as handle:
-        for row in exporting.rows(in_range):
-            handle.write(json.dumps(row, cls=DjangoJSONEncoder, separators=(",", ":")) + "\n")
+    _archive(AuditEvent.objects.filter(id__gte=first, id__lte=last), target)
     deleted = 0
     for low in range(first, last + 1, BATCH):
         high = min(low + BATCH - 1, last)
@@ -62,3 +61,15 @@ def purge(before: datetime, export_dir: Path, progress: Callable[[int], None] | 
         if progress:
             progress(high - low + 1)
     return AuditPurge.objects.create(through_seq=last, events=deleted, export_file=str(target))
+
+
+def _archive(events: models.QuerySet[AuditEvent], target: Path) -> None:
+    """Write ``events`` to ``target`` as the API's NDJSON export.
+
+    Not through Django's JSON encoder: it cuts datetimes to the millisecond, and the chain
+    sealed them to the microsecond, so such a file could no longer be checked against the
+    checkpoints.  The raw export keeps what is stored, in constant memory."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as handle:
+        for chunk in exporting.ndjson_lines(events):
+            handle.write(chunk)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -82,8 +82,6 @@ def test_fast_canonical_bytes_equal_the_json_definition_for_floats(value):
 
 
 def test_fast_canonical_bytes_equal_the_json_definition_for_text_and_times():
-    from datetime import datetime
-
     texts = ["", "plain", 'quote" back\\slash', "\x00\x01\x1f\x7f\n\r\t\b\f", "\u2028\u2029\ufeff", "한국어 😀"]
     times = [datetime(2026, 1, 2, 3, 4, 5), datetime(2026, 1, 2, 3, 4, 5, 600)]
     for values in (texts, times, [2**63 - 1, -(2**63), None, True, False], [b"raw"]):
@@ -251,6 +249,57 @@ def test_purging_old_segments_exports_them_and_verification_still_passes(make_ev
     assert report.ok, report.problems
     assert (report.segments_checked, report.events_checked) == (3, 1)
     assert AuditEvent.objects.get().pk == recent.pk
+
+
+def _sealed_row(line: dict) -> sealing.Row:
+    """The row the chain hashed, read back from one archived NDJSON line: the sealed columns in
+    table order; datetimes as MariaDB hands them to the sealer (``datetime.isoformat()``, naive
+    UTC); JSON columns as the text Django's JSONField stored (``json.dumps``); booleans as the
+    0/1 MariaDB returns.  Values only change form here, never precision."""
+    row = []
+    for f in sealing.SEALED_FIELDS:
+        value, kind = line[f.attname], f.get_internal_type()
+        if value is not None and kind == "DateTimeField":
+            value = datetime.fromisoformat(value).replace(tzinfo=None).isoformat()
+        elif value is not None and kind == "JSONField":
+            value = json.dumps(value)
+        elif kind == "BooleanField":
+            value = int(value)
+        row.append(value)
+    return tuple(row)
+
+
+def test_a_purge_archive_re_hashes_to_the_checkpoints_that_stay(make_event, tmp_path):
+    """The archive is all that is left of purged events: re-chained line by line with the
+    sealer's own ``chain()``, it must end in each purged segment's head hash, to the microsecond."""
+    from apps.audit import exporting, retention
+
+    old = (timezone.now() - timedelta(days=400)).replace(microsecond=123456)  # not a whole millisecond
+    for i in range(4):
+        make_event(request_id=f"old{i}", occurred_at=old + timedelta(microseconds=i), recorded_at=LONG_AGO,
+                   completed_at=LONG_AGO.replace(microsecond=0), duration_ms=12.345678, client_aborted=bool(i % 2),
+                   actor_groups=["auditor", "ops"], changes={"name": ["é", "ü"]} if i else None,
+                   source_ip="2001:db8::1")  # fmt: skip
+    sealing.seal(limit=2)
+    sealing.seal(limit=2)
+    make_event(request_id="recent", recorded_at=LONG_AGO)
+    sealing.seal()
+    # The archive is the API's NDJSON export of the same events, byte for byte.
+    exported = b"".join(exporting.ndjson_lines(AuditEvent.objects.filter(request_id__startswith="old")))
+    purge = retention.purge(timezone.now() - timedelta(days=365), tmp_path)
+    archive = Path(purge.export_file).read_bytes()
+    lines = [json.loads(line) for line in archive.split(b"\n") if line]
+    assert lines[0]["occurred_at"] == old.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # 6 digits
+    rows = {row[sealing.ID]: row for row in map(_sealed_row, lines)}
+    seals = AuditSeal.objects.filter(last_seq__lte=purge.through_seq).order_by("first_seq")
+    assert [s.count for s in seals] == [2, 2]
+    for checkpoint in seals:  # the checkpoints outlive the events they seal
+        running = checkpoint.prev_hash
+        for seq in sorted(set(range(checkpoint.first_seq, checkpoint.last_seq + 1)) - set(checkpoint.gaps)):
+            running = sealing.chain(running, rows.pop(seq))
+        assert running == checkpoint.head_hash
+    assert not rows  # nothing archived that was not sealed
+    assert archive == exported
 
 
 def test_only_whole_segments_entirely_before_the_date_are_purged(make_event, tmp_path):
