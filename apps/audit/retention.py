@@ -14,6 +14,7 @@ purged segment's head hash (tests/unit/test_sealing.py does it).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -64,12 +65,28 @@ def purge(before: datetime, export_dir: Path, progress: Callable[[int], None] | 
 
 
 def _archive(events: models.QuerySet[AuditEvent], target: Path) -> None:
-    """Write ``events`` to ``target`` as the API's NDJSON export.
+    """Write ``events`` to ``target`` as the API's NDJSON export, durably, unless it is there.
 
     Not through Django's JSON encoder: it cuts datetimes to the millisecond, and the chain
     sealed them to the microsecond, so such a file could no longer be checked against the
-    checkpoints.  The raw export keeps what is stored, in constant memory."""
+    checkpoints.  The raw export keeps what is stored, in constant memory.
+
+    The file is written beside its name, synced, then renamed into place, so a ``target``
+    that exists is complete.  A purge run again after an interruption keeps it: the events
+    the first run already deleted are in that file only, and rewriting it from what is left
+    would lose them."""
+    if target.exists():
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as handle:
+    partial = target.with_name(target.name + ".partial")
+    with partial.open("wb") as handle:
         for chunk in exporting.ndjson_lines(events):
             handle.write(chunk)
+        handle.flush()
+        os.fsync(handle.fileno())
+    partial.replace(target)
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself, before any event is deleted
+    finally:
+        os.close(directory)

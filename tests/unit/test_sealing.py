@@ -302,6 +302,39 @@ def test_a_purge_archive_re_hashes_to_the_checkpoints_that_stay(make_event, tmp_
     assert archive == exported
 
 
+def test_a_purge_run_again_after_an_interruption_keeps_the_complete_archive(make_event, tmp_path, monkeypatch):
+    """Deleting stopped after the first batch: the second run must not rewrite the archive from
+    the events that are left, or the ones already deleted would be nowhere."""
+    from django.db import models
+
+    from apps.audit import retention
+
+    old = timezone.now() - timedelta(days=400)
+    for i in range(3):
+        make_event(request_id=f"old{i}", occurred_at=old, recorded_at=LONG_AGO)
+    sealing.seal()
+    monkeypatch.setattr(retention, "BATCH", 1)
+    real_delete, deletes = models.QuerySet.delete, []
+
+    def failing_after_one_batch(queryset):
+        if queryset.model is AuditEvent:
+            deletes.append(1)
+            if len(deletes) == 2:
+                raise OSError("the purge was interrupted")
+        return real_delete(queryset)
+
+    monkeypatch.setattr(models.QuerySet, "delete", failing_after_one_batch)
+    with pytest.raises(OSError):
+        retention.purge(timezone.now() - timedelta(days=365), tmp_path)
+    assert AuditEvent.objects.filter(request_id__startswith="old").count() == 2  # one batch went
+    monkeypatch.setattr(models.QuerySet, "delete", real_delete)
+    done = retention.purge(timezone.now() - timedelta(days=365), tmp_path)
+    archived = [json.loads(line)["request_id"] for line in Path(done.export_file).read_text().splitlines()]
+    assert archived == ["old0", "old1", "old2"]
+    assert not AuditEvent.objects.filter(request_id__startswith="old").exists()
+    assert not list(tmp_path.glob("*.partial"))  # nothing half-written left behind
+
+
 def test_only_whole_segments_entirely_before_the_date_are_purged(make_event, tmp_path):
     from apps.audit import retention
 
