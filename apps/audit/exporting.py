@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.db.models import CharField, F, Func, QuerySet, Value
 
@@ -26,14 +24,6 @@ BATCH = 2000
 EXPORT_FIELDS = tuple(f.attname for f in AuditEvent._meta.concrete_fields)
 # A spreadsheet would run a cell that starts like a formula (OWASP "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    if isinstance(value, list | dict):
-        return json.dumps(value, cls=DjangoJSONEncoder)
-    return value
 
 
 # --- fast streaming exports --------------------------------------------------------------

@@ -18,26 +18,10 @@ from django.utils import timezone
 
 from apps.gateway import tokens
 from apps.gateway.models import APIToken
-from apps.gateway.models.tokens import TokenStatus, normalise_cidrs
+from apps.gateway.models.tokens import SHOWN_FIELDS, TokenStatus, normalise_cidrs
 
 _CREATE_FIELDS = ("user", "label", "expires_at", "all_upstreams", "upstreams", "management_api", "allowed_cidrs")
-_VIEW_FIELDS = (
-    "key_id",
-    "label",
-    "user",
-    "status",
-    "created_at",
-    "created_by",
-    "expires_at",
-    "revoked_at",
-    "enabled",
-    "all_upstreams",
-    "upstreams",
-    "management_api",
-    "allowed_cidrs",
-    "last_used_at",
-    "last_used_ip",
-)
+_VIEW_FIELDS = SHOWN_FIELDS
 
 
 class APITokenCreationForm(forms.ModelForm):

@@ -164,3 +164,25 @@ def test_the_assertion_may_also_be_sent_as_json(client, assertion):
     response = client.post("/api/introspect", {"token": assertion[0]}, content_type="application/json",
                            HTTP_AUTHORIZATION=basic("crm", KEY))  # fmt: skip
     assert response.json()["active"] is True
+
+
+@pytest.mark.parametrize("error", ["OperationalError", "IntegrityError"])
+def test_a_database_outage_is_a_503_and_a_database_bug_a_500(client, assertion, monkeypatch, error):
+    """The same rule as every other view (auditgate.middleware): only an unreachable database
+    is the client's to retry."""
+    from django import db
+
+    from apps.gateway.api import introspection
+
+    def failing(name, key):
+        raise getattr(db, error)(2013, "Lost connection to server during query")
+
+    monkeypatch.setattr(introspection, "authenticate_caller", failing)
+    client.raise_request_exception = False
+    response = introspect(client, assertion[0])
+    if error == "OperationalError":
+        assert (response.status_code, response.json()["code"], response["Retry-After"]) == (
+            503, "database_unavailable", "5",
+        )  # fmt: skip
+    else:
+        assert response.status_code == 500

@@ -28,7 +28,7 @@ from rest_framework.response import Response
 
 from apps.gateway import tokens
 from apps.gateway.models import APIToken, Upstream
-from apps.gateway.models.tokens import MAX_CIDRS, normalise_cidrs
+from apps.gateway.models.tokens import MAX_CIDRS, SHOWN_FIELDS, normalise_cidrs
 from auditgate.fields import STRICT_FIELD_MAPPING, StrictCharField
 from auditgate.filtersets import StrictFilterSet
 
@@ -53,26 +53,8 @@ class APITokenSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = APIToken
-        fields = (
-            "url",
-            "id",
-            "key_id",
-            "label",
-            "user",
-            "status",
-            "created_at",
-            "created_by",
-            "expires_at",
-            "expires_in_days",
-            "revoked_at",
-            "enabled",
-            "all_upstreams",
-            "upstreams",
-            "management_api",
-            "allowed_cidrs",
-            "last_used_at",
-            "last_used_ip",
-        )
+        # expires_in_days is write-only: another way to give expires_at on creation.
+        fields = ("url", "id", *SHOWN_FIELDS, "expires_in_days")
         read_only_fields = ("key_id", "created_at", "revoked_at", "enabled", "last_used_at", "last_used_ip")
 
     def __init__(self, *args: Any, **kwargs: Any):

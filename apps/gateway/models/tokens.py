@@ -49,6 +49,13 @@ class APITokenQuerySet(models.QuerySet["APIToken"]):
         return self.filter(stale, pk=pk).update(last_used_at=now, last_used_ip=ip)
 
 
+# What a token shows, in the admin and the API alike: never its secret, hash or pepper.
+SHOWN_FIELDS = (
+    "key_id", "label", "user", "status", "created_at", "created_by", "expires_at", "revoked_at", "enabled",
+    "all_upstreams", "upstreams", "management_api", "allowed_cidrs", "last_used_at", "last_used_ip",
+)  # fmt: skip
+
+
 class APIToken(models.Model):
     """An API token of a user; the secret itself is never stored (see ``apps.gateway.tokens``).
 
