@@ -196,3 +196,32 @@ def test_stats_refuse_an_unknown_bucket(auditor):
 
 def test_stats_are_for_auditors(client_for, make_user):
     assert client_for(make_user()).get("/api/audit/stats").status_code == 403
+
+
+@pytest.mark.parametrize("url_format", [None, "json"])
+def test_the_fast_event_representation_is_exactly_drfs(rf, admin_user, make_event, url_format):
+    """The serializer builds rows directly (apps.audit.api.serializers); DRF's generic path
+    must give the same dict for every kind of value, None included."""
+    from rest_framework import serializers
+    from rest_framework.request import Request
+
+    from apps.audit.api.serializers import AuditEventSerializer
+
+    made = [
+        make_event(actor=admin_user, duration_ms=12.345678, upstream_id=7, rule_id=3, status=200, upstream_status=201,
+                   source_ip="2001:db8::1", request_bytes=10, response_bytes=2**40, query="a=1&b=%C3%A9",
+                   user_agent="curl/8 ü"),
+        make_event(decision="deny", reason="no_matching_rule", status=403, upstream_status=None, source_ip=None,
+                   rule_id=None, upstream_id=None, path="/ünïcode"),
+        make_event(event_type="upstream.updated", decision="", reason="", status=None, method="",
+                   object_type="gateway.upstream", object_id="5", object_repr="crm",
+                   changes={"base_url": ["http://a", "http://b"], "credential_value": "***"}),
+    ]  # fmt: skip
+    request = Request(rf.get("/api/audit/events/"))
+    context = {"request": request, "format": url_format}
+    for event in AuditEvent.objects.filter(pk__in=[e.pk for e in made]):
+        fast = AuditEventSerializer(context=context).to_representation(event)
+        generic = serializers.HyperlinkedModelSerializer.to_representation(AuditEventSerializer(context=context), event)
+        assert fast == generic
+        assert list(fast) == list(generic)  # the same keys in the same order
+    assert fast["url"] == f"http://testserver/api/audit/events/{event.pk}" + (".json" if url_format else "/")

@@ -1,6 +1,17 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 from rest_framework import serializers
 
 from apps.audit.models import AuditEvent, Decision
+
+_AS_IS: dict[Callable[..., Any], Callable[[Any], Any]] = {
+    serializers.CharField.to_representation: str,
+    serializers.IntegerField.to_representation: int,
+    serializers.FloatField.to_representation: float,
+}
 
 
 class AuditEventSerializer(serializers.HyperlinkedModelSerializer):
@@ -18,6 +29,40 @@ class AuditEventSerializer(serializers.HyperlinkedModelSerializer):
             "request_bytes", "response_bytes", "object_type", "object_id", "object_repr", "changes",
         )  # fmt: skip
         read_only_fields = fields
+
+    def to_representation(self, instance: AuditEvent) -> dict[str, Any]:
+        """What DRF's own ``to_representation`` returns (tests hold the two equal), without its
+        generic round of calls per value: that was 60 % of the CPU of a page of 50 events.
+        Plain text and numbers are converted directly, the detail URL is the page's template
+        with the id filled in, and any other field still converts its own values."""
+        row = {}
+        for name, attribute, convert in self._plan():
+            value = instance if attribute is None else getattr(instance, attribute)
+            row[name] = None if value is None else convert(value)
+        return row
+
+    def _plan(self) -> list[tuple[str, str | None, Callable[[Any], Any]]]:
+        """Per field: its name, the attribute it reads (None: the event itself) and how it
+        converts a value.  Built once per serializer, so once per page."""
+        if not hasattr(self, "_fast_plan"):
+            plan = []
+            for field in self._readable_fields:
+                if isinstance(field, serializers.HyperlinkedIdentityField):
+                    plan.append((field.field_name, None, self._detail_url(field)))
+                    continue
+                (attribute,) = field.source_attrs
+                method = type(field).to_representation
+                plan.append((field.field_name, attribute, _AS_IS.get(method, field.to_representation)))
+            self._fast_plan = plan
+        return self._fast_plan
+
+    @staticmethod
+    def _detail_url(field: serializers.HyperlinkedIdentityField) -> Callable[[AuditEvent], str]:
+        marker = "0auditgate0"  # an id no event has; the router's lookup accepts any segment
+        request, url_format = field.context["request"], field.context.get("format")
+        template = field.reverse(field.view_name, kwargs={"pk": marker}, request=request, format=url_format)
+        before, after = template.split(marker)
+        return lambda event: f"{before}{event.pk}{after}"
 
 
 # Response shapes of the non-model endpoints, for the OpenAPI schema.
