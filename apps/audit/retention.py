@@ -9,7 +9,7 @@ database account: the app's own may not delete audit rows.
 The file is the API's NDJSON export of the purged events (``exporting.ndjson_lines``):
 raw column values, datetimes to the microsecond.  It is all that is left of those events,
 so it must hold every value the chain sealed: re-chained line by line, it ends in each
-purged segment's head hash (tests/unit/test_sealing.py does it).
+purged segment's head hash (``archives.verify_archive`` checks it: ``audit_verify --archive``).
 """
 
 from __future__ import annotations

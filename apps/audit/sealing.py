@@ -15,6 +15,8 @@ file outside the database.
 inserted and swapped events (the first bad seq) and forks between checkpoints.  An
 attacker who rewrites events *and* recomputes every hash is caught by the signatures
 (with the key) and by the external checkpoint file, which also catches a truncated tail.
+Purged segments are checked here through their checkpoints only; their archives are
+re-chained to those checkpoints by ``apps.audit.archives``.
 """
 
 from __future__ import annotations
@@ -243,7 +245,7 @@ def verify(*, key: str = "", checkpoint_file: str = "", progress: Callable[[int]
     purged = purged_through()
     for checkpoint in seals:
         if checkpoint.last_seq <= purged:  # exported and deleted: its checkpoint still links and is signed
-            _verify_checkpoint_only(checkpoint, previous, key, report)
+            verify_checkpoint(checkpoint, previous, key, report)
         else:
             _verify_segment(checkpoint, previous, key, report, progress)
         previous = checkpoint.head_hash
@@ -254,7 +256,8 @@ def verify(*, key: str = "", checkpoint_file: str = "", progress: Callable[[int]
     return report
 
 
-def _verify_checkpoint_only(checkpoint: AuditSeal, previous: str, key: str, report: Report) -> None:
+def verify_checkpoint(checkpoint: AuditSeal, previous: str, key: str, report: Report) -> None:
+    """The checkpoint follows ``previous`` (the head hash before it) and, with the key, its signature holds."""
     report.segments_checked += 1
     if checkpoint.prev_hash != previous:
         report.problems.append(Problem("fork", checkpoint.first_seq, f"segment {checkpoint.pk} does not follow"))
@@ -265,7 +268,7 @@ def _verify_checkpoint_only(checkpoint: AuditSeal, previous: str, key: str, repo
 def _verify_segment(
     checkpoint: AuditSeal, previous: str, key: str, report: Report, progress: Callable[[int], None] | None
 ) -> None:
-    _verify_checkpoint_only(checkpoint, previous, key, report)
+    verify_checkpoint(checkpoint, previous, key, report)
     problems = report.problems
     stored = dict(
         AuditEventHash.objects.filter(seq__gte=checkpoint.first_seq, seq__lte=checkpoint.last_seq).values_list(

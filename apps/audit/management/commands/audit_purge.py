@@ -16,7 +16,8 @@ from apps.audit import retention
 class Command(BaseCommand):
     help = (
         "Export to NDJSON, then delete, the oldest sealed segments whose events all occurred before --before. "
-        "Checkpoints are kept, so audit_verify still passes. Run it with the privileged database account."
+        "Checkpoints are kept, so audit_verify still passes, and audit_verify --archive FILE re-chains the export to "
+        "them. Run it with the privileged database account."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

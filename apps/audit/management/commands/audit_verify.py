@@ -1,15 +1,17 @@
-"""Verify the audit trail: hash chain, checkpoints, signatures and the external checkpoint file."""
+"""Verify the audit trail (hash chain, checkpoints, signatures, the external checkpoint file), or
+purge archives against the checkpoints of the events they hold (``--archive``)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from apps.audit import sealing
+from apps.audit import archives, sealing
 from apps.audit.models import AuditEvent
 
 
@@ -17,15 +19,26 @@ class Command(BaseCommand):
     help = (
         "Recompute the audit hash chain and compare it with the stored hashes, the checkpoints, their "
         "signatures (AUDITGATE_AUDIT_SEAL_KEY) and the external checkpoint file. Exits 1 and names the "
-        "first bad seq when anything was altered, deleted, inserted, reordered or truncated."
+        "first bad seq when anything was altered, deleted, inserted, reordered or truncated. With --archive, "
+        "check purge archives instead: each must re-chain to the checkpoints of the segments it holds."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--checkpoint-file", default=settings.AUDIT_CHECKPOINT_FILE)
+        parser.add_argument(
+            "--archive", action="extend", nargs="+", type=Path, default=[], metavar="FILE",
+            help="An NDJSON archive written by audit_purge; several may follow, and the option may repeat. "
+            "Checks only the archives (and their checkpoints), not the trail in the database.",
+        )  # fmt: skip
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print the report as JSON.")
         parser.add_argument("--no-progress", action="store_true")
 
-    def handle(self, *args: Any, checkpoint_file: str, as_json: bool, no_progress: bool, **options: Any) -> None:
+    def handle(
+        self, *args: Any, checkpoint_file: str, archive: list[Path], as_json: bool, no_progress: bool, **options: Any
+    ) -> None:
+        if archive:
+            self._verify_archives(archive, as_json=as_json, no_progress=no_progress)
+            return
         total = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
         with tqdm(total=total, unit="event", disable=no_progress, file=self.stderr) as bar:
             report = sealing.verify(key=settings.AUDIT_SEAL_KEY, checkpoint_file=checkpoint_file, progress=bar.update)
@@ -47,3 +60,36 @@ class Command(BaseCommand):
             self.stdout.write(f"{problem.kind} at seq {problem.seq}: {problem.detail}")
         if report.ok:
             self.stdout.write("audit trail intact")
+
+    # --- purge archives ------------------------------------------------------------------
+
+    def _verify_archives(self, paths: list[Path], *, as_json: bool, no_progress: bool) -> None:
+        missing = [str(path) for path in paths if not path.is_file()]
+        if missing:
+            raise CommandError(f"--archive: no such file: {', '.join(missing)}")
+        size = sum(path.stat().st_size for path in paths)
+        with tqdm(total=size, unit="B", unit_scale=True, disable=no_progress, file=self.stderr) as bar:
+            reports = [archives.verify_archive(p, key=settings.AUDIT_SEAL_KEY, progress=bar.update) for p in paths]
+        if as_json:
+            body = {"ok": all(r.ok for r in reports), "archives": [r.as_dict() for r in reports]}
+            self.stdout.write(json.dumps(body, indent=2))
+        else:
+            for report in reports:
+                self._archive_summary(report)
+        failed = [r for r in reports if not r.ok]
+        if failed:
+            named = "; ".join(f"{r.archive} (first bad seq {r.first_bad_seq}, line {r.first_bad_line})" for r in failed)
+            raise CommandError(f"archive NOT intact: {named}")
+
+    def _archive_summary(self, report: archives.ArchiveReport) -> None:
+        covered = f"ids {report.first_seq}..{report.last_seq}" if report.first_seq is not None else "no ids"
+        self.stdout.write(
+            f"{report.archive}: {report.lines_read} lines, {report.events_checked} events re-chained in "
+            f"{report.segments_checked} segments ({covered}); signatures "
+            f"{'checked' if report.signatures_checked else 'NOT checked (no key)'}; purge boundaries "
+            f"{'checked' if report.purge_checked else 'not checked (not a purged range)'}"
+        )
+        for problem in report.problems:
+            self.stdout.write(f"{problem.kind} at seq {problem.seq}, line {problem.line}: {problem.detail}")
+        if report.ok:
+            self.stdout.write("archive intact")
