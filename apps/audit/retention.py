@@ -49,6 +49,10 @@ def purge(before: datetime, export_dir: Path, progress: Callable[[int], None] | 
     if not segments:
         return None
     first, last = segments[0].first_seq, segments[-1].last_seq
+    # An interrupted purge is finished first, over its own range, whatever the date now says:
+    # its archive holds events already deleted, and a file over a longer range, written from
+    # what is left, would not.
+    last = _interrupted_purge_end(export_dir, first) or last
     target = export_dir / f"audit-events-{first}-{last}.ndjson"
     _archive(AuditEvent.objects.filter(id__gte=first, id__lte=last), target)
     deleted = 0
@@ -62,6 +66,14 @@ def purge(before: datetime, export_dir: Path, progress: Callable[[int], None] | 
         if progress:
             progress(high - low + 1)
     return AuditPurge.objects.create(through_seq=last, events=deleted, export_file=str(target))
+
+
+def _interrupted_purge_end(export_dir: Path, first: int) -> int | None:
+    """The last id of an archive starting at ``first``: only an interrupted purge leaves one
+    (a finished purge moves the start of the next one past its range)."""
+    for path in export_dir.glob(f"audit-events-{first}-*.ndjson"):
+        return int(path.stem.rsplit("-", 1)[1])
+    return None
 
 
 def _archive(events: models.QuerySet[AuditEvent], target: Path) -> None:

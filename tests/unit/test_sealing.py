@@ -318,6 +318,41 @@ def test_a_purge_run_again_after_an_interruption_keeps_the_complete_archive(make
     assert not list(tmp_path.glob("*.partial"))  # nothing half-written left behind
 
 
+def test_an_interrupted_purge_is_finished_over_its_own_range_when_the_date_has_moved(make_event, tmp_path, monkeypatch):
+    """A nightly purge with a sliding date: the run after an interruption qualifies more
+    segments, and must still finish the interrupted range from its archive first."""
+    from django.db import models
+
+    from apps.audit import retention
+
+    for i, days in enumerate((400, 400, 300, 300)):
+        make_event(request_id=f"old{i}", occurred_at=timezone.now() - timedelta(days=days), recorded_at=LONG_AGO)
+    sealing.seal(limit=2)
+    sealing.seal(limit=2)
+    monkeypatch.setattr(retention, "BATCH", 1)
+    real_delete, deletes = models.QuerySet.delete, []
+
+    def failing_after_one_batch(queryset):
+        if queryset.model is AuditEvent:
+            deletes.append(1)
+            if len(deletes) == 2:
+                raise OSError("the purge was interrupted")
+        return real_delete(queryset)
+
+    monkeypatch.setattr(models.QuerySet, "delete", failing_after_one_batch)
+    with pytest.raises(OSError):
+        retention.purge(timezone.now() - timedelta(days=365), tmp_path)  # the first segment only
+    monkeypatch.setattr(models.QuerySet, "delete", real_delete)
+    later = timezone.now() - timedelta(days=200)  # both segments qualify now
+    finished = retention.purge(later, tmp_path)
+    archived = [json.loads(line)["request_id"] for line in Path(finished.export_file).read_text().splitlines()]
+    assert archived == ["old0", "old1"]  # the interrupted range, whole
+    following = retention.purge(later, tmp_path)
+    archived = [json.loads(line)["request_id"] for line in Path(following.export_file).read_text().splitlines()]
+    assert archived == ["old2", "old3"]
+    assert not AuditEvent.objects.filter(request_id__startswith="old").exists()
+
+
 def test_only_whole_segments_entirely_before_the_date_are_purged(make_event, tmp_path):
     from apps.audit import retention
 
