@@ -314,7 +314,9 @@ def _verify_checkpoint_file(path: Path, seals: list[AuditSeal], report: Report) 
         if not line.strip():
             continue
         outside = json.loads(line)
-        seal = in_db.get(outside["last_seq"])
+        # A sealer may have run since ``seals`` was read: it commits a checkpoint before it
+        # appends it to the file, so a line the list lacks must be looked for again, now.
+        seal = in_db.get(outside["last_seq"]) or AuditSeal.objects.filter(last_seq=outside["last_seq"]).first()
         if seal is None:
             detail = f"the segment ending at {outside['last_seq']} is in {path.name} but not in the database"
             report.problems.append(Problem("checkpoint_missing", outside["first_seq"], detail))

@@ -182,6 +182,22 @@ def test_a_truncated_tail_is_found_only_through_the_external_checkpoints(events,
     assert report.first_bad_seq == last.first_seq
 
 
+def test_a_checkpoint_sealed_while_verify_runs_is_not_taken_for_a_missing_one(events, make_event, seal_settings):
+    """The sealer runs every minute: a checkpoint committed (and appended to the file) after
+    verify read the database's list is in the database, not missing from it."""
+    from apps.audit.sealing import Report, _verify_checkpoint_file
+
+    listed_before = list(AuditSeal.objects.order_by("first_seq"))
+    make_event(request_id="late", recorded_at=LONG_AGO)
+    assert sealing.seal() is not None  # meanwhile
+    report = Report()
+    _verify_checkpoint_file(Path(seal_settings.AUDIT_CHECKPOINT_FILE), listed_before, report)
+    assert report.ok, report.problems
+    AuditSeal.objects.filter(last_seq=AuditSeal.objects.order_by("-last_seq").first().last_seq).delete()
+    _verify_checkpoint_file(Path(seal_settings.AUDIT_CHECKPOINT_FILE), listed_before, report)
+    assert [p.kind for p in report.problems] == ["checkpoint_missing"]  # gone for real: still found
+
+
 def test_a_rewrite_with_recomputed_hashes_is_found_by_signature_and_file(events, seal_settings):
     sql("UPDATE audit_auditevent SET actor_username = 'someone-else' WHERE id = %s", events[7].id)
     # The attacker recomputes every hash and checkpoint head, but cannot sign without the key.
