@@ -516,7 +516,8 @@ def cpu_by_process(url: str, connections: int, seconds: int, token: str) -> dict
     for pid, (name, cmdline, total) in after.items():
         used = total - before[pid][2] if pid in before else total
         if used > 0:
-            ticks[_role(name, cmdline)] = ticks.get(_role(name, cmdline), 0) + used
+            role = _role(name, cmdline)
+            ticks[role] = ticks.get(role, 0) + used
     per_request = {role: t / os.sysconf("SC_CLK_TCK") * 1000 / result["requests"] for role, t in ticks.items()}
     wrk_seconds = (children_after.children_user + children_after.children_system
                    - children.children_user - children.children_system)  # fmt: skip

@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
@@ -41,21 +43,26 @@ def body_of(response) -> bytes:
     return b"".join(response.streaming_content) if response.streaming else response.content
 
 
-def serve_and_disconnect(environ) -> None:
-    """Serve through Django's WSGI handler and, like mod_wsgi when the client goes
-    away, ``close()`` the response after its first chunk.
-
-    As Django's test client does, the test's database connection is kept open.
-    """
+@contextmanager
+def keeping_the_test_connection() -> Iterator[None]:
+    """Django's handler closes old connections around each request; the test's transaction
+    lives on its connection, so keep it (as Django's test client does)."""
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     try:
-        result = WSGIHandler()(environ, lambda status, headers: None)
-        next(iter(result))
-        result.close()
+        yield
     finally:
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
+
+
+def serve_and_disconnect(environ) -> None:
+    """Serve through Django's WSGI handler and, like mod_wsgi when the client goes
+    away, ``close()`` the response after its first chunk."""
+    with keeping_the_test_connection():
+        result = WSGIHandler()(environ, lambda status, headers: None)
+        next(iter(result))
+        result.close()
 
 
 def only_event() -> AuditEvent:

@@ -4,18 +4,16 @@ and the number of queries a gateway request costs."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 
 from apps.audit.models import AuditEvent
 from apps.gateway.models import AccessRule, Upstream
 from auditgate.handlers import is_gateway_path, make_application
+from tests.gateway.test_proxy_view import keeping_the_test_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -35,19 +33,6 @@ def echo(upstream_server, alice):
     upstream = Upstream.objects.create(name="echo", base_url=upstream_server.url, internal=True)
     AccessRule.objects.create(upstream=upstream, user=alice, methods=["GET"])
     return upstream
-
-
-@contextmanager
-def keeping_the_test_connection() -> Iterator[None]:
-    """Django's handler closes old connections around each request; the test's transaction
-    lives on its connection, so keep it (as Django's test client does)."""
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        yield
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
 
 
 def serve(application, path: str, method: str = "GET", **headers: str) -> tuple[str, dict[str, str], bytes]:

@@ -16,18 +16,9 @@ from django.utils import timezone
 
 from apps.audit import archives, retention, sealing
 from apps.audit.models import AuditSeal
+from tests.unit.seals import KEY, LONG_AGO
 
-pytestmark = pytest.mark.django_db
-
-KEY = "test-seal-key-0123456789"
-LONG_AGO = timezone.now() - timedelta(hours=1)
-
-
-@pytest.fixture(autouse=True)
-def seal_settings(settings, tmp_path):
-    settings.AUDIT_SEAL_KEY = KEY
-    settings.AUDIT_CHECKPOINT_FILE = str(tmp_path / "checkpoints.jsonl")
-    return settings
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("seal_settings")]
 
 
 @dataclass

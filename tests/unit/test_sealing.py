@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,18 +14,9 @@ from django.utils import timezone
 
 from apps.audit import sealing
 from apps.audit.models import AuditEvent, AuditEventHash, AuditSeal
+from tests.unit.seals import KEY, LONG_AGO
 
-pytestmark = pytest.mark.django_db
-
-KEY = "test-seal-key-0123456789"
-LONG_AGO = timezone.now() - timedelta(hours=1)
-
-
-@pytest.fixture(autouse=True)
-def seal_settings(settings, tmp_path):
-    settings.AUDIT_SEAL_KEY = KEY
-    settings.AUDIT_CHECKPOINT_FILE = str(tmp_path / "checkpoints.jsonl")
-    return settings
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("seal_settings")]
 
 
 @pytest.fixture
@@ -301,17 +294,14 @@ def test_a_purge_archive_re_hashes_to_the_checkpoints_that_stay(make_event, tmp_
     assert archive == exported
 
 
-def test_a_purge_run_again_after_an_interruption_keeps_the_complete_archive(make_event, tmp_path, monkeypatch):
-    """Deleting stopped after the first batch: the second run must not rewrite the archive from
-    the events that are left, or the ones already deleted would be nowhere."""
+@contextmanager
+def interrupted_after_one_batch(monkeypatch) -> Iterator[None]:
+    """Purges in batches of one event whose deletes fail from the second batch on, until the
+    block ends: a purge interrupted after it deleted some of its events."""
     from django.db import models
 
     from apps.audit import retention
 
-    old = timezone.now() - timedelta(days=400)
-    for i in range(3):
-        make_event(request_id=f"old{i}", occurred_at=old, recorded_at=LONG_AGO)
-    sealing.seal()
     monkeypatch.setattr(retention, "BATCH", 1)
     real_delete, deletes = models.QuerySet.delete, []
 
@@ -323,10 +313,24 @@ def test_a_purge_run_again_after_an_interruption_keeps_the_complete_archive(make
         return real_delete(queryset)
 
     monkeypatch.setattr(models.QuerySet, "delete", failing_after_one_batch)
-    with pytest.raises(OSError):
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(models.QuerySet, "delete", real_delete)
+
+
+def test_a_purge_run_again_after_an_interruption_keeps_the_complete_archive(make_event, tmp_path, monkeypatch):
+    """Deleting stopped after the first batch: the second run must not rewrite the archive from
+    the events that are left, or the ones already deleted would be nowhere."""
+    from apps.audit import retention
+
+    old = timezone.now() - timedelta(days=400)
+    for i in range(3):
+        make_event(request_id=f"old{i}", occurred_at=old, recorded_at=LONG_AGO)
+    sealing.seal()
+    with interrupted_after_one_batch(monkeypatch), pytest.raises(OSError):
         retention.purge(timezone.now() - timedelta(days=365), tmp_path)
     assert AuditEvent.objects.filter(request_id__startswith="old").count() == 2  # one batch went
-    monkeypatch.setattr(models.QuerySet, "delete", real_delete)
     done = retention.purge(timezone.now() - timedelta(days=365), tmp_path)
     archived = [json.loads(line)["request_id"] for line in Path(done.export_file).read_text().splitlines()]
     assert archived == ["old0", "old1", "old2"]
@@ -337,28 +341,14 @@ def test_a_purge_run_again_after_an_interruption_keeps_the_complete_archive(make
 def test_an_interrupted_purge_is_finished_over_its_own_range_when_the_date_has_moved(make_event, tmp_path, monkeypatch):
     """A nightly purge with a sliding date: the run after an interruption qualifies more
     segments, and must still finish the interrupted range from its archive first."""
-    from django.db import models
-
     from apps.audit import retention
 
     for i, days in enumerate((400, 400, 300, 300)):
         make_event(request_id=f"old{i}", occurred_at=timezone.now() - timedelta(days=days), recorded_at=LONG_AGO)
     sealing.seal(limit=2)
     sealing.seal(limit=2)
-    monkeypatch.setattr(retention, "BATCH", 1)
-    real_delete, deletes = models.QuerySet.delete, []
-
-    def failing_after_one_batch(queryset):
-        if queryset.model is AuditEvent:
-            deletes.append(1)
-            if len(deletes) == 2:
-                raise OSError("the purge was interrupted")
-        return real_delete(queryset)
-
-    monkeypatch.setattr(models.QuerySet, "delete", failing_after_one_batch)
-    with pytest.raises(OSError):
+    with interrupted_after_one_batch(monkeypatch), pytest.raises(OSError):
         retention.purge(timezone.now() - timedelta(days=365), tmp_path)  # the first segment only
-    monkeypatch.setattr(models.QuerySet, "delete", real_delete)
     later = timezone.now() - timedelta(days=200)  # both segments qualify now
     finished = retention.purge(later, tmp_path)
     archived = [json.loads(line)["request_id"] for line in Path(finished.export_file).read_text().splitlines()]
