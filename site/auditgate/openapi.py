@@ -141,3 +141,58 @@ def allow_empty_query_values(result: dict[str, Any], **kwargs: Any) -> dict[str,
                 if parameter.get("in") == "query":
                     parameter["allowEmptyValue"] = True
     return result
+
+
+FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# What an empty form value becomes is decided per field, by DRF's ``Field.get_value``;
+# lists and mappings are read from several form keys, so "empty" does not apply to them.
+NOT_A_FORM_VALUE = ("array", "object")
+EMPTY_FORM_VALUE = {"type": "string", "maxLength": 0, "description": "Empty: not given (or null)."}
+
+
+def allow_empty_form_values(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Postprocessing hook: in a form body, an optional or nullable field sent empty means
+    "not given" (or null).
+
+    That is what DRF does with HTML input, and how the browsable API's forms submit the
+    fields left blank (a token's ``user`` left empty is the caller's own).  JSON bodies keep
+    the strict schema: there ``"user": ""`` names a user that does not exist.  Each form body
+    therefore gets its own component, ``<Name>Form``, where those fields also accept "".
+    """
+    components = result.get("components", {}).get("schemas", {})
+    form_components: dict[str, str] = {}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            content = operation.get("requestBody", {}).get("content", {}) if isinstance(operation, dict) else {}
+            for media_type in FORM_MEDIA_TYPES:
+                name = content.get(media_type, {}).get("schema", {}).get("$ref", "").rpartition("/")[2]
+                if name not in components:
+                    continue
+                if name not in form_components:
+                    form_components[name] = _form_component(name, components)
+                content[media_type]["schema"] = {"$ref": f"#/components/schemas/{form_components[name]}"}
+    return result
+
+
+def _form_component(name: str, components: dict[str, Any]) -> str:
+    component = components[name]
+    # A PATCH component requires nothing, but DRF still reads "" for the serializer's required
+    # fields as a value (and refuses it where the JSON schema would): use the full component's list.
+    base = components.get(name.removeprefix("Patched"), component)
+    required = set(base.get("required", ()))
+    properties = {}
+    for field, schema in component.get("properties", {}).items():
+        resolved = components.get(schema.get("$ref", "").rpartition("/")[2], schema)
+        optional = field not in required or schema.get("nullable", False)
+        if optional and not _accepts_empty(resolved) and resolved.get("type") not in NOT_A_FORM_VALUE:
+            schema = {"anyOf": [schema, EMPTY_FORM_VALUE]}
+        properties[field] = schema
+    form_name = f"{name}Form"
+    components[form_name] = {**component, "properties": properties}
+    return form_name
+
+
+def _accepts_empty(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "string" and not any(
+        key in schema for key in ("minLength", "pattern", "format", "enum")
+    )
