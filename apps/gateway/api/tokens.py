@@ -1,8 +1,8 @@
 """``/api/tokens/``: users manage their own API tokens, administrators anyone's.
 
 The plaintext token is in the create response only; no other response has it or
-its hash.  ``DELETE`` and ``POST .../revoke/`` both revoke (the row stays, for
-the audit trail); a token is never updated, so scopes and secret stay as created.
+its hash.  ``POST .../revoke/`` revokes (the row stays, for the audit trail, and there
+is no ``DELETE``); a token is never updated, so scopes and secret stay as created.
 A request authenticated by a token cannot create a token with wider upstream or
 network scopes than its own.
 """
@@ -174,7 +174,6 @@ class CreatedTokenSerializer(APITokenSerializer):
                            value={**TOKEN_RESPONSE, "token": "agt_k3J9x2Qa_<secret>_<checksum>"}),
         ],
     ),
-    destroy=extend_schema(summary="Revoke an API token", description="The row stays, for the audit trail."),
     revoke=extend_schema(summary="Revoke an API token", request=None, examples=[_token_example]),
 )  # fmt: skip
 class APITokenViewSet(
