@@ -102,7 +102,7 @@ def seal_and_verify() -> dict[str, float]:
         pass
     sealed = time.perf_counter() - start
     start = time.perf_counter()
-    report = sealing.verify(key=settings.AUDIT_SEAL_KEY)
+    report = sealing.verify(keys=settings.AUDIT_SEAL_KEYS)
     verified = time.perf_counter() - start
     assert report.ok, report.problems[:3]
     return {"seal_rows_per_s": round(report.events_checked / sealed),

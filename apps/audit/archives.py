@@ -5,7 +5,8 @@ deletes them; their checkpoints (``AuditSeal``) stay.  ``verify_archive`` reads 
 line by line, in constant memory, rebuilds from each line the row the sealer hashed
 (``sealed_row``) and re-chains every segment the file covers: it must start from its
 checkpoint's ``prev_hash``, hold exactly the checkpoint's ids (minus its ``gaps``) in order,
-and end in its ``head_hash``.  The covered checkpoints must link and, with the key, be signed;
+and end in its ``head_hash``.  The covered checkpoints must link and, with the seal key ring, be
+signed (each under the key its ``key_id`` names, as ``sealing.verify`` checks them);
 and an archive of a purged range must start and end where a purge did, or whole segments
 were cut from its ends.
 
@@ -19,7 +20,7 @@ keeps who it was), so an archive's ``actor_id`` is not checked.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,10 +148,14 @@ class ArchiveReport(Report):
 # --- the check -------------------------------------------------------------------------------
 
 
-def verify_archive(path: Path, *, key: str = "", progress: Callable[[int], None] | None = None) -> ArchiveReport:
-    """Re-chain the archive at ``path`` against its checkpoints; ``progress`` gets bytes read."""
-    report = ArchiveReport(archive=str(path), signatures_checked=bool(key))
-    check = _ArchiveCheck(report, key)
+def verify_archive(
+    path: Path, *, keys: Mapping[str, str] | None = None, progress: Callable[[int], None] | None = None
+) -> ArchiveReport:
+    """Re-chain the archive at ``path`` against its checkpoints, checking their signatures with
+    ``keys`` (the seal key ring: key id -> secret) if given; ``progress`` gets bytes read."""
+    keys = keys or {}
+    report = ArchiveReport(archive=str(path), signatures_checked=bool(keys))
+    check = _ArchiveCheck(report, keys)
     unreported = 0
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, 1):
@@ -216,8 +221,8 @@ class _ArchiveCheck:
     """Walks the archive's lines and the checkpoints side by side; ids only increase in a
     good archive, so the checkpoints are read once, in order."""
 
-    def __init__(self, report: ArchiveReport, key: str) -> None:
-        self.report, self.key = report, key
+    def __init__(self, report: ArchiveReport, keys: Mapping[str, str]) -> None:
+        self.report, self.keys = report, keys
         self.checkpoints: Iterator[AuditSeal] | None = None
         self.upcoming: AuditSeal | None = None  # the next checkpoint not entered yet
         self.previous_head: str | None = None  # of the last checkpoint passed, for linkage
@@ -293,7 +298,7 @@ class _ArchiveCheck:
         placed at ``number``, the line where its events start (or should have)."""
         problems = self.report.problems
         found_from = len(problems)
-        verify_checkpoint(seal, self.previous_head or seal.prev_hash, self.key, self.report)
+        verify_checkpoint(seal, self.previous_head or seal.prev_hash, self.keys, self.report)
         problems[found_from:] = [ArchiveProblem(p.kind, p.seq, p.detail, line=number) for p in problems[found_from:]]
         self.previous_head = seal.head_hash
 

@@ -8,13 +8,14 @@ Events are chained in ``seq`` (= primary key) order::
 (an event with a lower id may commit after a higher one; once the window has passed,
 a missing id is a rolled-back insert and is recorded in the checkpoint's ``gaps``).
 Each call writes the per-event hashes, one ``AuditSeal`` checkpoint signed with
-HMAC-SHA256 under a key kept outside the database, and appends the checkpoint to a
-file outside the database.
+HMAC-SHA256 under the current key of a ring kept outside the database (the checkpoint
+records the key's id), and appends the checkpoint to a file outside the database.
 
 ``verify()`` recomputes everything.  Inside the database it finds edited, deleted,
 inserted and swapped events (the first bad seq) and forks between checkpoints.  An
 attacker who rewrites events *and* recomputes every hash is caught by the signatures
-(with the key) and by the external checkpoint file, which also catches a truncated tail.
+(each checked with the key its id names) and by the external checkpoint file, which also
+catches a truncated tail.
 Purged segments are checked here through their checkpoints only; their archives are
 re-chained to those checkpoints by ``apps.audit.archives``.
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -131,6 +132,15 @@ def sign(payload: dict[str, Any], key: str) -> str:
     return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 
 
+def _signing_key() -> tuple[str, str]:
+    """The id and secret of the key new checkpoints are signed with; ("", "") with no key
+    configured: the checkpoint is then unsigned."""
+    keys = settings.AUDIT_SEAL_KEYS
+    if not keys:
+        return "", ""
+    return settings.AUDIT_SEAL_KEY_ID, keys[settings.AUDIT_SEAL_KEY_ID]
+
+
 def _append_checkpoint(seal: AuditSeal, path: str) -> None:
     if not path:
         return
@@ -169,13 +179,14 @@ def seal(*, now: datetime | None = None, grace: timedelta | None = None, limit: 
             expected = row[ID] + 1
         if not hashes:
             return None
+        key_id, key = _signing_key()
         checkpoint = AuditSeal(
             first_seq=first, last_seq=hashes[-1].seq, count=len(hashes), gaps=gaps,
             prev_hash=last.head_hash if last else GENESIS, head_hash=previous, sealed_at=now,
-            key_id=settings.AUDIT_SEAL_KEY_ID if settings.AUDIT_SEAL_KEY else "",
+            key_id=key_id,
         )  # fmt: skip
-        if settings.AUDIT_SEAL_KEY:
-            checkpoint.signature = sign(checkpoint_payload(checkpoint), settings.AUDIT_SEAL_KEY)
+        if key:
+            checkpoint.signature = sign(checkpoint_payload(checkpoint), key)
         # Inserts only: the app's database user may not update or delete audit tables.
         AuditEventHash.objects.bulk_create(hashes, batch_size=_BATCH)
         checkpoint.save()
@@ -202,7 +213,8 @@ class _sealer_lock:
 
 @dataclass
 class Problem:
-    kind: str  # altered | deleted | inserted | fork | bad_signature | checkpoint_missing | checkpoint_mismatch
+    # altered | deleted | inserted | fork | bad_signature | unknown_key | checkpoint_missing | checkpoint_mismatch
+    kind: str
     seq: int | None
     detail: str
 
@@ -238,16 +250,23 @@ class Report:
         }
 
 
-def verify(*, key: str = "", checkpoint_file: str = "", progress: Callable[[int], None] | None = None) -> Report:
-    report = Report(signatures_checked=bool(key))
+def verify(
+    *,
+    keys: Mapping[str, str] | None = None,
+    checkpoint_file: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> Report:
+    """Check the trail; with ``keys`` (the seal key ring: key id -> secret), the signatures too."""
+    keys = keys or {}
+    report = Report(signatures_checked=bool(keys))
     previous = GENESIS
     seals = list(AuditSeal.objects.order_by("first_seq"))
     purged = purged_through()
     for checkpoint in seals:
         if checkpoint.last_seq <= purged:  # exported and deleted: its checkpoint still links and is signed
-            verify_checkpoint(checkpoint, previous, key, report)
+            verify_checkpoint(checkpoint, previous, keys, report)
         else:
-            _verify_segment(checkpoint, previous, key, report, progress)
+            _verify_segment(checkpoint, previous, keys, report, progress)
         previous = checkpoint.head_hash
     last_sealed = seals[-1].last_seq if seals else 0
     report.unsealed_tail = AuditEvent.objects.filter(id__gt=last_sealed).count()
@@ -256,19 +275,36 @@ def verify(*, key: str = "", checkpoint_file: str = "", progress: Callable[[int]
     return report
 
 
-def verify_checkpoint(checkpoint: AuditSeal, previous: str, key: str, report: Report) -> None:
-    """The checkpoint follows ``previous`` (the head hash before it) and, with the key, its signature holds."""
+def verify_checkpoint(checkpoint: AuditSeal, previous: str, keys: Mapping[str, str], report: Report) -> None:
+    """The checkpoint follows ``previous`` (the head hash before it) and, with ``keys``, its
+    signature holds under the key its ``key_id`` names."""
     report.segments_checked += 1
     if checkpoint.prev_hash != previous:
         report.problems.append(Problem("fork", checkpoint.first_seq, f"segment {checkpoint.pk} does not follow"))
-    if key and not hmac.compare_digest(checkpoint.signature, sign(checkpoint_payload(checkpoint), key)):
+    if keys:
+        _verify_signature(checkpoint, keys, report)
+
+
+def _verify_signature(checkpoint: AuditSeal, keys: Mapping[str, str], report: Report) -> None:
+    key = keys.get(checkpoint.key_id)
+    # An unsigned checkpoint (no key id) cannot verify under any key: a bad signature, as
+    # before keys had ids.  A named key that is not in the ring cannot tell a forgery from
+    # a checkpoint whose key was dropped from the ring: it has a problem of its own.
+    if key is None and checkpoint.key_id:
+        detail = f"segment {checkpoint.pk} is signed with key id {checkpoint.key_id!r}, which is not in the key ring"
+        report.problems.append(Problem("unknown_key", checkpoint.first_seq, detail))
+    elif key is None or not hmac.compare_digest(checkpoint.signature, sign(checkpoint_payload(checkpoint), key)):
         report.problems.append(Problem("bad_signature", checkpoint.first_seq, f"segment {checkpoint.pk} signature"))
 
 
 def _verify_segment(
-    checkpoint: AuditSeal, previous: str, key: str, report: Report, progress: Callable[[int], None] | None
+    checkpoint: AuditSeal,
+    previous: str,
+    keys: Mapping[str, str],
+    report: Report,
+    progress: Callable[[int], None] | None,
 ) -> None:
-    verify_checkpoint(checkpoint, previous, key, report)
+    verify_checkpoint(checkpoint, previous, keys, report)
     problems = report.problems
     stored = dict(
         AuditEventHash.objects.filter(seq__gte=checkpoint.first_seq, seq__lte=checkpoint.last_seq).values_list(

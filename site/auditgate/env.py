@@ -109,3 +109,31 @@ class Env:
                 )
             peppers[int(ident)] = secret.encode()
         return peppers
+
+
+def audit_seal_keys(env: Env) -> tuple[dict[str, str], str]:
+    """The audit seal key ring (key id, as checkpoints record it -> secret) and the id of the
+    key new checkpoints are signed with; ``({}, "")`` when no key is set (checkpoints unsigned).
+
+    ``AUDITGATE_AUDIT_SEAL_KEYS`` is a ring in the token peppers' format ("1:secret,2:secret");
+    ``AUDITGATE_AUDIT_SEAL_KEY_ID`` picks the current key (default: the highest id).  A host
+    deployed before keys could rotate has a single ``AUDITGATE_AUDIT_SEAL_KEY`` (id default "1"),
+    read as a ring of one as it was, until the next deploy rewrites its file.
+    """
+    ring_name, single_name, id_name = (
+        "AUDITGATE_AUDIT_SEAL_KEYS", "AUDITGATE_AUDIT_SEAL_KEY", "AUDITGATE_AUDIT_SEAL_KEY_ID"
+    )  # fmt: skip
+    ring, single = env.str(ring_name, ""), env.str(single_name, "")
+    if ring and single:  # which one signs would be a guess
+        raise ImproperlyConfigured(f"Set {ring_name} or {single_name}, not both.")
+    if single:
+        current = env.str(id_name, "1")
+        return {current: single}, current
+    if not ring:
+        return {}, ""
+    # Checkpoints record the id as text: the ring is keyed the same way.
+    keys = {str(ident): secret.decode() for ident, secret in env.peppers(ring_name).items()}
+    current = str(env.int(id_name, max(map(int, keys))))
+    if current not in keys:
+        raise ImproperlyConfigured(f"{id_name} names no key of {ring_name}.")
+    return keys, current

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from auditgate.env import Env
+from auditgate.env import Env, audit_seal_keys
 
 SITE_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = SITE_DIR.parent
@@ -211,10 +211,11 @@ TOKEN_LAST_USED_INTERVAL = 60
 # It only seals events written longer ago than this, so that an event with a lower id
 # that commits late is never skipped (keep it above the longest audit insert).
 AUDIT_SEAL_GRACE_SECONDS = env.int("AUDITGATE_AUDIT_SEAL_GRACE_SECONDS", 60)
-# The HMAC key that signs checkpoints. Only the sealer and `audit_verify` need it: the
-# deploy keeps it in a root-only file, out of the web daemons' reach.
-AUDIT_SEAL_KEY = env.str("AUDITGATE_AUDIT_SEAL_KEY", "")
-AUDIT_SEAL_KEY_ID = env.str("AUDITGATE_AUDIT_SEAL_KEY_ID", "1")
+# The HMAC keys that sign checkpoints, by id: "1:<secret>,2:<secret>". Each checkpoint keeps
+# the id of its key, so a new key can be added and made current while the older checkpoints
+# still verify. Only the sealer and `audit_verify` need them: the deploy keeps them in a
+# root-only file, out of the web daemons' reach.
+AUDIT_SEAL_KEYS, AUDIT_SEAL_KEY_ID = audit_seal_keys(env)
 # Every checkpoint is also appended here (one JSON line each): ship it off the box. The
 # deploy sets it (seal.env); empty means no file (development, tests, benchmarks).
 AUDIT_CHECKPOINT_FILE = env.str("AUDITGATE_AUDIT_CHECKPOINT_FILE", "")

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from apps.audit import archives, retention, sealing
 from apps.audit.models import AuditSeal
-from tests.unit.seals import KEY, LONG_AGO
+from tests.unit.seals import BOTH_KEYS, KEY, KEY_ID, KEYS, LONG_AGO, NEW_KEY, NEW_KEY_ID, rotate
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("seal_settings")]
 
@@ -61,8 +61,8 @@ def purged(make_event, tmp_path) -> Purged:
     return Purged(Path(purge.export_file), [e.id for e in made], seals)
 
 
-def check(purged: Purged, key: str = KEY) -> archives.ArchiveReport:
-    return archives.verify_archive(purged.path, key=key)
+def check(purged: Purged, keys: dict[str, str] = KEYS) -> archives.ArchiveReport:
+    return archives.verify_archive(purged.path, keys=keys)
 
 
 def problems(report: archives.ArchiveReport) -> list[tuple[str, int | None, int | None]]:
@@ -76,7 +76,7 @@ def sql(statement: str, *params) -> None:
 
 def test_a_purge_archive_verifies(purged):
     read = []
-    report = archives.verify_archive(purged.path, key=KEY, progress=read.append)
+    report = archives.verify_archive(purged.path, keys=KEYS, progress=read.append)
     assert report.ok, report.problems
     assert (report.events_checked, report.segments_checked, report.lines_read) == (6, 2, 6)
     assert (report.first_seq, report.last_seq) == (purged.ids[0], purged.ids[-1])
@@ -213,8 +213,55 @@ def test_a_forged_checkpoint_is_found_by_its_signature(purged):
     for line in lines[3:]:
         forged = sealing.chain(forged, archives.sealed_row(json.loads(line)))
     sql("UPDATE audit_auditseal SET head_hash = %s WHERE id = %s", forged, second.pk)
-    assert check(purged, key="").ok  # without the key, the forgery is consistent
+    assert check(purged, keys={}).ok  # without the key, the forgery is consistent
     assert problems(check(purged)) == [("bad_signature", second.first_seq, 4)]
+
+
+@pytest.fixture
+def rotated(make_event, seal_settings, tmp_path) -> tuple[Path, list[AuditSeal]]:
+    """Four old events, two sealed under key 1, then, after a rotation to key 2, two under key 2;
+    purged to an archive (returned with their two checkpoints)."""
+    old = timezone.now() - timedelta(days=400)
+    for i in range(4):
+        make_event(request_id=f"old{i}", occurred_at=old, recorded_at=LONG_AGO)
+    sealing.seal(limit=2)
+    rotate(seal_settings)
+    sealing.seal(limit=2)
+    make_event(request_id="recent", recorded_at=LONG_AGO)
+    sealing.seal()
+    purge = retention.purge(timezone.now() - timedelta(days=365), tmp_path / "purged")
+    seals = list(AuditSeal.objects.filter(last_seq__lte=purge.through_seq).order_by("first_seq"))
+    assert [s.key_id for s in seals] == [KEY_ID, NEW_KEY_ID]
+    return Path(purge.export_file), seals
+
+
+def test_an_archive_sealed_across_a_key_rotation_verifies_with_both_keys(rotated, capsys):
+    path, _ = rotated
+    report = archives.verify_archive(path, keys=BOTH_KEYS)
+    assert report.ok, report.problems
+    assert (report.segments_checked, report.events_checked, report.signatures_checked) == (2, 4, True)
+    call_command("audit_verify", "--archive", str(path), "--no-progress")  # with the ring of the settings
+    assert capsys.readouterr().out.strip().endswith("archive intact")
+
+
+def test_an_archived_checkpoint_whose_key_left_the_ring_is_named_with_its_key_id(rotated, seal_settings, capsys):
+    path, (old, _) = rotated
+    seal_settings.AUDIT_SEAL_KEYS = {NEW_KEY_ID: NEW_KEY}
+    assert problems(archives.verify_archive(path, keys=seal_settings.AUDIT_SEAL_KEYS)) == [
+        ("unknown_key", old.first_seq, 1)
+    ]
+    with pytest.raises(CommandError, match=f"first bad seq {old.first_seq}, line 1"):
+        call_command("audit_verify", "--archive", str(path), "--no-progress")
+    out = capsys.readouterr().out
+    assert f"unknown_key at seq {old.first_seq}, line 1: segment {old.pk} is signed with key id '{KEY_ID}'" in out
+    assert KEY not in out and NEW_KEY not in out
+
+
+def test_an_archived_checkpoint_re_signed_with_another_key_of_the_ring_is_a_bad_signature(rotated):
+    path, (old, _) = rotated
+    sql("UPDATE audit_auditseal SET signature = %s WHERE id = %s",
+        sealing.sign(sealing.checkpoint_payload(old), NEW_KEY), old.pk)  # fmt: skip
+    assert problems(archives.verify_archive(path, keys=BOTH_KEYS)) == [("bad_signature", old.first_seq, 1)]
 
 
 def test_the_command_checks_archives_and_exits_non_zero_on_a_bad_one(purged, tmp_path, capsys):

@@ -1,7 +1,12 @@
+import os
+import subprocess
+import sys
+
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from auditgate.env import Env
+from auditgate.env import Env, audit_seal_keys
 
 
 def make_env(tmp_path, text: str, environ=None) -> Env:
@@ -56,3 +61,60 @@ def test_secrets_can_come_from_a_file(tmp_path):
 def test_an_empty_secret_is_refused(tmp_path):
     with pytest.raises(ImproperlyConfigured, match="KEY"):
         make_env(tmp_path, "KEY=").secret("KEY")
+
+
+# --- the audit seal key ring ------------------------------------------------------------
+
+FIRST, SECOND = "first-seal-key-0123456789", "second-seal-key-0123456789"
+
+
+def seal_keys(environ: dict[str, str]) -> tuple[dict[str, str], str]:
+    return audit_seal_keys(Env([], environ))
+
+
+def test_the_seal_key_ring_is_read_with_its_current_id():
+    ring = f"1:{FIRST},2:{SECOND}"
+    assert seal_keys({"AUDITGATE_AUDIT_SEAL_KEYS": ring, "AUDITGATE_AUDIT_SEAL_KEY_ID": "1"}) == (
+        {"1": FIRST, "2": SECOND}, "1"
+    )  # fmt: skip
+    assert seal_keys({"AUDITGATE_AUDIT_SEAL_KEYS": ring})[1] == "2"  # the newest by default, as peppers
+
+
+def test_the_single_seal_key_of_a_host_deployed_before_rotation_is_a_ring_of_one():
+    assert seal_keys({"AUDITGATE_AUDIT_SEAL_KEY": FIRST}) == ({"1": FIRST}, "1")
+    legacy = {"AUDITGATE_AUDIT_SEAL_KEY": "short", "AUDITGATE_AUDIT_SEAL_KEY_ID": "k7"}  # as accepted before
+    assert seal_keys(legacy) == ({"k7": "short"}, "k7")
+
+
+def test_no_seal_key_means_unsigned_checkpoints():
+    assert seal_keys({}) == ({}, "")
+    assert seal_keys({"AUDITGATE_AUDIT_SEAL_KEY": "", "AUDITGATE_AUDIT_SEAL_KEYS": ""}) == ({}, "")
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"AUDITGATE_AUDIT_SEAL_KEYS": f"1:{FIRST}", "AUDITGATE_AUDIT_SEAL_KEY_ID": "2"}, "names no key"),
+        ({"AUDITGATE_AUDIT_SEAL_KEYS": f"1:{FIRST}", "AUDITGATE_AUDIT_SEAL_KEY": SECOND}, "not both"),
+        ({"AUDITGATE_AUDIT_SEAL_KEYS": f"one:{FIRST}"}, "expected 'id:secret' pairs"),
+        ({"AUDITGATE_AUDIT_SEAL_KEYS": f"1:{FIRST},2:too-short"}, "expected 'id:secret' pairs"),
+    ],
+)
+def test_a_seal_key_ring_that_cannot_sign_is_refused_without_its_secrets(environ, message):
+    with pytest.raises(ImproperlyConfigured, match=message) as refused:
+        seal_keys(environ)
+    assert FIRST not in str(refused.value) and SECOND not in str(refused.value)
+
+
+def test_a_current_seal_key_id_outside_the_ring_stops_the_settings_at_start_up():
+    environ = {
+        "PATH": os.environ.get("PATH", ""), "AUDITGATE_ENV_FILE": "", "AUDITGATE_DEV": "true",
+        "AUDITGATE_AUDIT_SEAL_KEYS": f"1:{FIRST}", "AUDITGATE_AUDIT_SEAL_KEY_ID": "2",
+    }  # fmt: skip
+    started = subprocess.run(
+        [sys.executable, "-c", "import auditgate.settings"],
+        cwd=settings.SITE_DIR, env=environ, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert started.returncode != 0
+    assert "ImproperlyConfigured: AUDITGATE_AUDIT_SEAL_KEY_ID names no key" in started.stderr
+    assert FIRST not in started.stderr

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from apps.audit import sealing
 from apps.audit.models import AuditEvent, AuditEventHash, AuditSeal
-from tests.unit.seals import KEY, LONG_AGO
+from tests.unit.seals import BOTH_KEYS, KEY, KEY_ID, KEYS, LONG_AGO, NEW_KEY, NEW_KEY_ID, rotate
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("seal_settings")]
 
@@ -39,7 +39,7 @@ def verify(**kwargs) -> sealing.Report:
 
 
 def full_verify(settings) -> sealing.Report:
-    return sealing.verify(key=KEY, checkpoint_file=settings.AUDIT_CHECKPOINT_FILE)
+    return sealing.verify(keys=KEYS, checkpoint_file=settings.AUDIT_CHECKPOINT_FILE)
 
 
 def test_an_untouched_trail_verifies(events, seal_settings):
@@ -206,6 +206,73 @@ def test_a_rewrite_with_recomputed_hashes_is_found_by_signature_and_file(events,
     kinds = {p.kind for p in report.problems}
     assert {"bad_signature", "checkpoint_mismatch"} <= kinds
     assert report.first_bad_seq == events[5].id  # the first segment that changed
+
+
+# --- key rotation ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def rotated(make_event, seal_settings) -> list[AuditSeal]:
+    """Ten events: five sealed under key 1, then, after a rotation to key 2, five under key 2."""
+    for i in range(10):
+        make_event(request_id=f"r{i}", recorded_at=LONG_AGO)
+    sealing.seal(limit=5)
+    rotate(seal_settings)
+    sealing.seal(limit=5)
+    return list(AuditSeal.objects.order_by("first_seq"))
+
+
+def test_a_trail_sealed_before_and_after_a_key_rotation_verifies_with_both_keys(rotated, seal_settings, capsys):
+    from django.core.management import call_command
+
+    old, new = rotated
+    assert (old.key_id, new.key_id) == (KEY_ID, NEW_KEY_ID)
+    assert old.signature == sealing.sign(sealing.checkpoint_payload(old), KEY)
+    assert new.signature == sealing.sign(sealing.checkpoint_payload(new), NEW_KEY)
+    with open(seal_settings.AUDIT_CHECKPOINT_FILE) as handle:
+        assert [json.loads(line)["key_id"] for line in handle] == [KEY_ID, NEW_KEY_ID]
+    report = sealing.verify(keys=BOTH_KEYS, checkpoint_file=seal_settings.AUDIT_CHECKPOINT_FILE)
+    assert report.ok, report.problems
+    assert (report.segments_checked, report.signatures_checked) == (2, True)
+    call_command("audit_verify", "--no-progress")  # with the ring of the settings
+    out = capsys.readouterr().out
+    assert "signatures checked" in out and "audit trail intact" in out
+
+
+def test_a_checkpoint_whose_key_left_the_ring_is_named_with_its_key_id(rotated, seal_settings, capsys):
+    from django.core.management import CommandError, call_command
+
+    old, _ = rotated
+    seal_settings.AUDIT_SEAL_KEYS = {NEW_KEY_ID: NEW_KEY}
+    report = sealing.verify(keys=seal_settings.AUDIT_SEAL_KEYS)
+    assert [(p.kind, p.seq) for p in report.problems] == [("unknown_key", old.first_seq)]
+    with pytest.raises(CommandError, match=f"first bad seq: {old.first_seq}"):
+        call_command("audit_verify", "--no-progress")
+    out = capsys.readouterr().out
+    assert f"unknown_key at seq {old.first_seq}: segment {old.pk} is signed with key id '{KEY_ID}'" in out
+    assert KEY not in out and NEW_KEY not in out
+
+
+def test_a_checkpoint_re_signed_with_another_key_of_the_ring_is_a_bad_signature(rotated):
+    """Someone who can write to the database and knows key 2 re-signs the first checkpoint with
+    it: a key of the ring, but not the one the checkpoint names."""
+    old, _ = rotated
+    sql("UPDATE audit_auditseal SET signature = %s WHERE id = %s",
+        sealing.sign(sealing.checkpoint_payload(old), NEW_KEY), old.pk)  # fmt: skip
+    report = sealing.verify(keys=BOTH_KEYS)
+    assert [(p.kind, p.seq) for p in report.problems] == [("bad_signature", old.first_seq)]
+
+
+def test_an_unsigned_checkpoint_is_a_bad_signature_once_there_are_keys(make_event, seal_settings):
+    """Sealed with no key: no key id and no signature, as before keys had ids.  Without keys it
+    verifies; with a ring, no key vouches for it."""
+    seal_settings.AUDIT_SEAL_KEYS, seal_settings.AUDIT_SEAL_KEY_ID = {}, ""
+    make_event(recorded_at=LONG_AGO)
+    unsigned = sealing.seal()
+    assert (unsigned.key_id, unsigned.signature) == ("", "")
+    assert sealing.verify().ok
+    report = sealing.verify(keys=BOTH_KEYS)
+    assert [(p.kind, p.seq) for p in report.problems] == [("bad_signature", unsigned.first_seq)]
 
 
 def test_the_verify_command_exits_non_zero_and_names_the_first_bad_seq(events, capsys):

@@ -12,7 +12,8 @@ from apps.audit import sealing
 class Command(BaseCommand):
     help = (
         "Seal audit events older than the grace window into the hash chain: per-event hashes, a checkpoint "
-        "signed with AUDITGATE_AUDIT_SEAL_KEY, and a line in AUDITGATE_AUDIT_CHECKPOINT_FILE."
+        "signed with the current key of AUDITGATE_AUDIT_SEAL_KEYS (AUDITGATE_AUDIT_SEAL_KEY_ID, recorded in the "
+        "checkpoint), and a line in AUDITGATE_AUDIT_CHECKPOINT_FILE."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

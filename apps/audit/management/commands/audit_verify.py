@@ -18,8 +18,9 @@ from apps.audit.models import AuditEvent
 class Command(BaseCommand):
     help = (
         "Recompute the audit hash chain and compare it with the stored hashes, the checkpoints, their "
-        "signatures (AUDITGATE_AUDIT_SEAL_KEY) and the external checkpoint file. Exits 1 and names the "
-        "first bad seq when anything was altered, deleted, inserted, reordered or truncated. With --archive, "
+        "signatures (each under the key of AUDITGATE_AUDIT_SEAL_KEYS its key id names) and the external "
+        "checkpoint file. Exits 1 and names the first bad seq when anything was altered, deleted, inserted, "
+        "reordered, truncated or signed with a key not in the ring. With --archive, "
         "check purge archives instead: each must re-chain to the checkpoints of the segments it holds."
     )
 
@@ -41,7 +42,7 @@ class Command(BaseCommand):
             return
         total = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
         with tqdm(total=total, unit="event", disable=no_progress, file=self.stderr) as bar:
-            report = sealing.verify(key=settings.AUDIT_SEAL_KEY, checkpoint_file=checkpoint_file, progress=bar.update)
+            report = sealing.verify(keys=settings.AUDIT_SEAL_KEYS, checkpoint_file=checkpoint_file, progress=bar.update)
         if as_json:
             self.stdout.write(json.dumps(report.as_dict(), indent=2))
         else:
@@ -69,7 +70,7 @@ class Command(BaseCommand):
             raise CommandError(f"--archive: no such file: {', '.join(missing)}")
         size = sum(path.stat().st_size for path in paths)
         with tqdm(total=size, unit="B", unit_scale=True, disable=no_progress, file=self.stderr) as bar:
-            reports = [archives.verify_archive(p, key=settings.AUDIT_SEAL_KEY, progress=bar.update) for p in paths]
+            reports = [archives.verify_archive(p, keys=settings.AUDIT_SEAL_KEYS, progress=bar.update) for p in paths]
         if as_json:
             body = {"ok": all(r.ok for r in reports), "archives": [r.as_dict() for r in reports]}
             self.stdout.write(json.dumps(body, indent=2))
