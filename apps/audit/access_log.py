@@ -5,15 +5,20 @@ apache/vhost.conf), and the gateway records every request it handles under the s
 A ``/gw/`` line without an audit event is a request refused before Django ran: a full
 listen backlog (503 after connect-timeout), a queue timeout (504 at pickup), a daemon
 that died or restarted under it, or Apache's own limits.
+
+logrotate renames the log daily (``.1``, then ``.2.gz``...): a window that spans a
+rotation is read from the log and its rotations, oldest first.
 """
 
 from __future__ import annotations
 
+import gzip
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 
 from apps.audit.models import AuditEvent
 
@@ -34,6 +39,29 @@ class LoggedRequest:
     status: int
     duration_ms: float
     request_id: str
+
+
+def with_rotations(log: Path, since: datetime | None = None) -> list[Path]:
+    """``log`` and its rotations (``log.1``, ``log.2.gz``, ...), oldest first.  With ``since``,
+    rotations last written before it are left out: a file's modification time is never earlier
+    than its last line (copying, compressing and renaming only make it later)."""
+    rotations = []
+    for candidate in log.parent.glob(f"{log.name}.*"):
+        number = candidate.name.removeprefix(f"{log.name}.").removesuffix(".gz")
+        if number.isdigit():
+            rotations.append((int(number), candidate))
+    files = [path for _, path in sorted(rotations, reverse=True)]
+    if since is not None:
+        files = [path for path in files if datetime.fromtimestamp(path.stat().st_mtime, UTC) >= since]
+    return [*files, log]
+
+
+def read_lines(files: Iterable[Path]) -> Iterator[str]:
+    """The lines of each file in turn, gzip-compressed or not."""
+    for path in files:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as lines:
+            yield from lines
 
 
 def parse(lines: Iterable[str]) -> Iterator[LoggedRequest]:

@@ -121,7 +121,8 @@ def test_a_code_deploy_under_load_drains_in_flight_requests_and_loses_no_audit_e
 
 def test_an_apache_reload_cuts_requests_in_flight_for_longer_than_3_s_and_records_them(admin, admin_token,
                                                                                         register_upstream):  # fmt: skip
-    """The documented limit of a reload (logrotate does one daily): the parent kills the old daemons 3 s in."""
+    """The documented limit of a reload (a deploy that changes Apache's configuration does one; log
+    rotation does not, test_log_rotation.py): the parent kills the old daemons 3 s in."""
     name = register_upstream("/", read_timeout=38)
     time.sleep(1.1)
     load = Load(admin_token, f"/gw/{name}/slow?seconds={LONG_SECONDS}", 2, 1)

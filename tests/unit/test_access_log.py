@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+import os
 from datetime import UTC, datetime
+from io import StringIO
 
 import pytest
+from django.core.management import CommandError, call_command
 
-from apps.audit.access_log import parse, unseen_by_django
+from apps.audit.access_log import parse, read_lines, unseen_by_django, with_rotations
 
 LINES = [
     '127.0.0.1 - - [24/Nov/2026:22:58:22 +0000] "GET /gw/crm/x?y=1 HTTP/1.1" 200 512 "-" "python-requests/2.32" '
@@ -33,3 +38,45 @@ def test_gateway_requests_without_an_audit_event_are_the_ones_django_never_saw(m
     unseen = unseen_by_django(parse(LINES))
     assert [(r.request_id, r.status) for r in unseen] == [("aaaaaaaaaaaaaaaaaaaaaaa2", 504)]
     assert unseen_by_django(parse(LINES), since=datetime(2026, 11, 24, 22, 58, 24, tzinfo=UTC)) == []
+
+
+def write_log(path, lines: list[str], written: datetime) -> None:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wt", encoding="utf-8") as log:
+        log.write("".join(f"{line}\n" for line in lines))
+    os.utime(path, (written.timestamp(), written.timestamp()))
+
+
+def test_the_log_is_read_with_its_rotations_oldest_first_and_gzipped_ones_too(tmp_path):
+    log = tmp_path / "auditgate_access.log"
+    day = datetime(2026, 11, 24, tzinfo=UTC)
+    write_log(tmp_path / "auditgate_access.log.3.gz", ["three days ago"], day.replace(day=21))
+    write_log(tmp_path / "auditgate_access.log.2.gz", ["two days ago"], day.replace(day=22))
+    write_log(tmp_path / "auditgate_access.log.1", ["yesterday"], day.replace(day=23))
+    write_log(log, ["today"], day)
+    write_log(tmp_path / "auditgate_access.log.bak", ["not a rotation"], day)
+    write_log(tmp_path / "other_access.log.1", ["another log"], day)
+
+    assert [line.strip() for line in read_lines(with_rotations(log))] == [
+        "three days ago", "two days ago", "yesterday", "today",
+    ]  # fmt: skip
+    # A rotation last written before --since holds no line after it.
+    since = datetime(2026, 11, 22, 12, tzinfo=UTC)
+    assert [path.name for path in with_rotations(log, since)] == ["auditgate_access.log.1", "auditgate_access.log"]
+
+
+@pytest.mark.django_db
+def test_audit_access_log_reads_every_log_it_is_given(tmp_path, make_event):
+    make_event(request_id="aaaaaaaaaaaaaaaaaaaaaaa1")
+    rotated, current = tmp_path / "access.log.2.gz", tmp_path / "access.log"
+    write_log(rotated, LINES[:2], datetime(2026, 11, 24, 23, tzinfo=UTC))
+    write_log(current, [LINES[1].replace("a2", "a4")], datetime(2026, 11, 25, tzinfo=UTC))
+    out = StringIO()
+    call_command("audit_access_log", "--log", str(rotated), "--log", str(current), "--json", stdout=out)
+    report = json.loads(out.getvalue())
+    assert [r["request_id"] for r in report["requests"]] == ["aaaaaaaaaaaaaaaaaaaaaaa2", "aaaaaaaaaaaaaaaaaaaaaaa4"]
+
+
+def test_audit_access_log_names_a_log_it_cannot_read(tmp_path):
+    with pytest.raises(CommandError, match=r"Cannot read .*missing\.log: No such file"):
+        call_command("audit_access_log", "--log", str(tmp_path / "missing.log"))

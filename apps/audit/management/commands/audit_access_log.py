@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.audit.access_log import parse, summary, unseen_by_django
+from apps.audit.access_log import parse, read_lines, summary, unseen_by_django, with_rotations
 
 DEFAULT_LOG = "/var/log/apache2/auditgate_access.log"
 
@@ -22,19 +22,24 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--log", default=DEFAULT_LOG, help=f"Access log in the auditgate format ({DEFAULT_LOG}).")
+        parser.add_argument(
+            "--log", action="append", dest="logs", metavar="FILE",
+            help=f"Access log in the auditgate format, plain or .gz; repeat for several. Default: {DEFAULT_LOG} "
+            "and its rotations (.1, .2.gz, ...) written to since --since.",
+        )  # fmt: skip
         parser.add_argument("--prefix", default="/gw/", help="Only requests whose path starts with this.")
         parser.add_argument("--since", type=datetime.fromisoformat, help="ISO time with offset (2026-01-01T00:00Z).")
         parser.add_argument("--json", dest="as_json", action="store_true", help="One JSON document instead of lines.")
 
-    def handle(self, *args: Any, log: str, prefix: str, since: datetime | None, as_json: bool, **options: Any) -> None:
+    def handle(self, *args: Any, logs: list[str] | None, prefix: str, since: datetime | None, as_json: bool,
+               **options: Any) -> None:  # fmt: skip
         if since is not None and since.tzinfo is None:
             raise CommandError("--since needs a time zone offset (e.g. +00:00 or Z).")
         try:
-            with Path(log).open(encoding="utf-8", errors="replace") as lines:
-                unseen = unseen_by_django(parse(lines), prefix, since)
+            files = [Path(log) for log in logs] if logs else with_rotations(Path(DEFAULT_LOG), since)
+            unseen = unseen_by_django(parse(read_lines(files)), prefix, since)
         except OSError as exc:
-            raise CommandError(f"Cannot read {log}: {exc.strerror}") from None
+            raise CommandError(f"Cannot read {exc.filename or 'the log'}: {exc.strerror or exc}") from None
         report = summary(unseen)
         if as_json:
             self.stdout.write(json.dumps(report, indent=1))
