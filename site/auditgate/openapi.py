@@ -144,9 +144,10 @@ def allow_empty_query_values(result: dict[str, Any], **kwargs: Any) -> dict[str,
 
 
 FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-# What an empty form value becomes is decided per field, by DRF's ``Field.get_value``;
-# lists and mappings are read from several form keys, so "empty" does not apply to them.
-NOT_A_FORM_VALUE = ("array", "object")
+# What an empty form value becomes is decided per field, by DRF's ``Field.get_value``.  Only
+# text fields say so in the schema: a form's booleans and numbers are text whatever the
+# schema says ("0" is false), and a string alternative beside them would make a fuzzer
+# call "0" invalid.  Lists and mappings are read from several form keys.
 EMPTY_FORM_VALUE = {"type": "string", "maxLength": 0, "description": "Empty: not given (or null)."}
 
 
@@ -184,7 +185,7 @@ def _form_component(name: str, components: dict[str, Any]) -> str:
     for field, schema in component.get("properties", {}).items():
         resolved = components.get(schema.get("$ref", "").rpartition("/")[2], schema)
         optional = field not in required or schema.get("nullable", False)
-        if optional and not _accepts_empty(resolved) and resolved.get("type") not in NOT_A_FORM_VALUE:
+        if optional and resolved.get("type") == "string" and not _accepts_empty(resolved):
             schema = {"anyOf": [schema, EMPTY_FORM_VALUE]}
         properties[field] = schema
     form_name = f"{name}Form"
