@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -46,18 +46,50 @@ def _raw_column(field: Any) -> Any:
 _RAW_COLUMNS = [_raw_column(f) for f in _FIELDS]
 
 
-def _raw_pages(queryset: QuerySet[AuditEvent]) -> Iterator[list[tuple[Any, ...]]]:
-    """Keyset pages of raw rows (EXPORT_FIELDS order, datetimes as ISO-8601 UTC strings)."""
-    last = 0
-    with connection.cursor() as cursor:
-        while True:
-            page = queryset.filter(id__gt=last).order_by("id").values_list(*_RAW_COLUMNS)[:BATCH]
-            cursor.execute(*page.query.sql_with_params())
-            rows = cursor.fetchall()
-            yield rows
-            if len(rows) < BATCH:
-                return
-            last = rows[-1][0]
+def _raw_pages(queryset: QuerySet[AuditEvent]) -> Iterator[Sequence[tuple[Any, ...]]]:
+    """Keyset pages of raw rows (EXPORT_FIELDS order, datetimes as ISO-8601 UTC strings).
+
+    Pipelined on the one connection: as soon as a page is read, the query for the next one is
+    sent (its first id is known), and MariaDB runs it while the caller encodes this page.  The
+    same connection, not a second one, so the export sees what its transaction sees."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        pending = _PageQuery(connection.connection, queryset)
+        pending.send(after=0)
+        try:
+            while True:
+                rows = pending.read()
+                if len(rows) == BATCH:
+                    pending.send(after=rows[-1][0])
+                yield rows
+                if len(rows) < BATCH:
+                    return
+        finally:
+            pending.discard()  # the caller stopped early: the connection must be usable again
+
+
+class _PageQuery:
+    """One keyset page query in flight on a MySQLdb connection (``send_query`` now, the
+    result later), at most one at a time."""
+
+    def __init__(self, db: Any, queryset: QuerySet[AuditEvent]):
+        self.db, self.queryset, self.in_flight = db, queryset, False
+        self._binder = db.cursor()  # binds parameters as execute() would; runs nothing
+
+    def send(self, *, after: int) -> None:
+        page = self.queryset.filter(id__gt=after).order_by("id").values_list(*_RAW_COLUMNS)[:BATCH]
+        sql, params = page.query.sql_with_params()
+        self.db.send_query(self._binder.mogrify(sql, params).encode(self.db.encoding))
+        self.in_flight = True
+
+    def read(self) -> Sequence[tuple[Any, ...]]:
+        self.in_flight = False
+        self.db.read_query_result()
+        return self.db.store_result().fetch_row(maxrows=0)
+
+    def discard(self) -> None:
+        if self.in_flight:
+            self.read()
 
 
 def csv_lines(queryset: QuerySet[AuditEvent]) -> Iterator[str]:
