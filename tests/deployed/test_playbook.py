@@ -20,6 +20,9 @@ ANSIBLE_ENV = {
 }
 
 
+SEAL_KEY_CHECK = "Check that the audit seal key id names a key of the ring, and the keys are long enough"
+
+
 def ansible(tool: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
     command = [str(REPO / ".venv-tools" / "bin" / tool), *args]
     result = subprocess.run(command, cwd=REPO, env=ANSIBLE_ENV, capture_output=True, text=True, timeout=timeout)
@@ -47,3 +50,16 @@ def test_the_multi_host_example_grants_the_database_to_each_web_host():
     ).stdout  # fmt: skip
     granted = json.loads(output.split("=>", 1)[1])["database_app_hosts"]
     assert granted == ["192.0.2.11", "192.0.2.12", "192.0.2.13"]
+
+
+def test_pointing_the_seal_key_id_at_a_key_not_in_the_ring_stops_the_deploy():
+    """Without a ring listed, the generated key stays key 1: a new current id alone must not rename
+    it (every older checkpoint would then name an unknown key), so the deploy refuses."""
+    command = [
+        str(REPO / ".venv-tools" / "bin" / "ansible-playbook"), "-i", "ansible/inventories/local", "ansible/site.yml",
+        "--check", "-e", "app_audit_seal_key_id=2", "--start-at-task", SEAL_KEY_CHECK,
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, env=ANSIBLE_ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert "app_audit_seal_key_id must name a key of app_audit_seal_keys" in result.stdout, result.stdout[-3000:]
+    assert re.search(r"changed=0 .*failed=1", result.stdout), result.stdout[-3000:]
