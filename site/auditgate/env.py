@@ -111,6 +111,19 @@ class Env:
         return peppers
 
 
+def token_peppers(env: Env, default: str | None = None) -> tuple[dict[int, bytes], int]:
+    """The API token peppers (id -> secret) and the id new tokens use (default: the highest).
+
+    ``AUDITGATE_TOKEN_PEPPERS`` is "1:secret,2:secret"; ``AUDITGATE_TOKEN_PEPPER_ID`` picks the
+    current one.  Tokens keep the id of their pepper, so an older pepper stays until its tokens
+    have expired.  An id outside the set stops start-up: no token could be made or checked."""
+    peppers = env.peppers("AUDITGATE_TOKEN_PEPPERS", default)
+    current = env.int("AUDITGATE_TOKEN_PEPPER_ID", max(peppers))
+    if current not in peppers:
+        raise ImproperlyConfigured("AUDITGATE_TOKEN_PEPPER_ID names no pepper of AUDITGATE_TOKEN_PEPPERS.")
+    return peppers, current
+
+
 def audit_seal_keys(env: Env) -> tuple[dict[str, str], str]:
     """The audit seal key ring (key id, as checkpoints record it -> secret) and the id of the
     key new checkpoints are signed with; ``({}, "")`` when no key is set (checkpoints unsigned).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from auditgate.env import Env, audit_seal_keys
+from auditgate.env import Env, audit_seal_keys, token_peppers
 
 SITE_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = SITE_DIR.parent
@@ -193,12 +193,7 @@ SPECTACULAR_SETTINGS = {
 # Only HMAC-SHA256(pepper, secret) is stored. Peppers are deployment secrets, never in the
 # database: "1:<secret>,2:<secret>". Each token keeps the id of its pepper, so a new pepper
 # can be added and made current while older tokens keep working until they expire.
-TOKEN_PEPPERS = env.peppers("AUDITGATE_TOKEN_PEPPERS", "1:dev-only-pepper-never-deploy" if DEV_MODE else None)
-TOKEN_PEPPER_ID = env.int("AUDITGATE_TOKEN_PEPPER_ID", max(TOKEN_PEPPERS))
-if TOKEN_PEPPER_ID not in TOKEN_PEPPERS:
-    from django.core.exceptions import ImproperlyConfigured
-
-    raise ImproperlyConfigured("AUDITGATE_TOKEN_PEPPER_ID names no pepper of AUDITGATE_TOKEN_PEPPERS.")
+TOKEN_PEPPERS, TOKEN_PEPPER_ID = token_peppers(env, "1:dev-only-pepper-never-deploy" if DEV_MODE else None)
 TOKEN_MAX_LIFETIME_DAYS = env.int("AUDITGATE_TOKEN_MAX_LIFETIME_DAYS", 90)
 # How stale a process's view of tokens and rules may be: a revocation or a rule change
 # takes effect everywhere within this many seconds (documented bound, tested).

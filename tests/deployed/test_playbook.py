@@ -21,6 +21,7 @@ ANSIBLE_ENV = {
 
 
 SEAL_KEY_CHECK = "Check that the audit seal key id names a key of the ring, and the keys are long enough"
+PEPPER_CHECK = "Check that the token pepper id names a pepper, and the peppers are long enough"
 
 
 def ansible(tool: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
@@ -52,14 +53,22 @@ def test_the_multi_host_example_grants_the_database_to_each_web_host():
     assert granted == ["192.0.2.11", "192.0.2.12", "192.0.2.13"]
 
 
-def test_pointing_the_seal_key_id_at_a_key_not_in_the_ring_stops_the_deploy():
-    """Without a ring listed, the generated key stays key 1: a new current id alone must not rename
-    it (every older checkpoint would then name an unknown key), so the deploy refuses."""
+@pytest.mark.parametrize(
+    ("variable", "check", "message"),
+    [
+        # Without a ring listed, the generated key stays key 1: a new current id alone must not
+        # rename it (every older checkpoint would then name an unknown key).
+        ("app_audit_seal_key_id", SEAL_KEY_CHECK, "app_audit_seal_key_id must name a key of app_audit_seal_keys"),
+        # The app would refuse to start after the deploy.
+        ("app_token_pepper_id", PEPPER_CHECK, "app_token_pepper_id must name a pepper of app_token_peppers"),
+    ],
+)
+def test_pointing_a_key_id_at_a_key_not_in_its_set_stops_the_deploy_before_any_change(variable, check, message):
     command = [
         str(REPO / ".venv-tools" / "bin" / "ansible-playbook"), "-i", "ansible/inventories/local", "ansible/site.yml",
-        "--check", "-e", "app_audit_seal_key_id=2", "--start-at-task", SEAL_KEY_CHECK,
+        "--check", "-e", f"{variable}=2", "--start-at-task", check,
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, env=ANSIBLE_ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode != 0
-    assert "app_audit_seal_key_id must name a key of app_audit_seal_keys" in result.stdout, result.stdout[-3000:]
+    assert message in result.stdout, result.stdout[-3000:]
     assert re.search(r"changed=0 .*failed=1", result.stdout), result.stdout[-3000:]

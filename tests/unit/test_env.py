@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from auditgate.env import Env, audit_seal_keys
+from auditgate.env import Env, audit_seal_keys, token_peppers
 
 
 def make_env(tmp_path, text: str, environ=None) -> Env:
@@ -61,6 +61,24 @@ def test_secrets_can_come_from_a_file(tmp_path):
 def test_an_empty_secret_is_refused(tmp_path):
     with pytest.raises(ImproperlyConfigured, match="KEY"):
         make_env(tmp_path, "KEY=").secret("KEY")
+
+
+# --- token peppers -----------------------------------------------------------------------
+
+PEPPER, NEWER_PEPPER = "pepper-0123456789abcdef", "newer-pepper-0123456789"
+
+
+def test_token_peppers_are_read_with_the_id_new_tokens_use():
+    environ = {"AUDITGATE_TOKEN_PEPPERS": f"1:{PEPPER},2:{NEWER_PEPPER}"}
+    assert token_peppers(Env([], environ)) == ({1: PEPPER.encode(), 2: NEWER_PEPPER.encode()}, 2)
+    assert token_peppers(Env([], {**environ, "AUDITGATE_TOKEN_PEPPER_ID": "1"}))[1] == 1
+
+
+def test_a_pepper_id_outside_the_peppers_is_refused_without_their_secrets():
+    environ = {"AUDITGATE_TOKEN_PEPPERS": f"1:{PEPPER}", "AUDITGATE_TOKEN_PEPPER_ID": "2"}
+    with pytest.raises(ImproperlyConfigured, match="names no pepper") as refused:
+        token_peppers(Env([], environ))
+    assert PEPPER not in str(refused.value)
 
 
 # --- the audit seal key ring ------------------------------------------------------------
