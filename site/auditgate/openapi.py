@@ -185,7 +185,7 @@ def _form_component(name: str, components: dict[str, Any]) -> str:
     for field, schema in component.get("properties", {}).items():
         resolved = components.get(schema.get("$ref", "").rpartition("/")[2], schema)
         optional = field not in required or schema.get("nullable", False)
-        if optional and resolved.get("type") == "string" and not _accepts_empty(resolved):
+        if optional and resolved.get("type") == "string" and _refuses_empty_text(resolved):
             schema = {"anyOf": [schema, EMPTY_FORM_VALUE]}
         properties[field] = schema
     form_name = f"{name}Form"
@@ -193,7 +193,5 @@ def _form_component(name: str, components: dict[str, Any]) -> str:
     return form_name
 
 
-def _accepts_empty(schema: dict[str, Any]) -> bool:
-    return schema.get("type") == "string" and not any(
-        key in schema for key in ("minLength", "pattern", "format", "enum")
-    )
+def _refuses_empty_text(schema: dict[str, Any]) -> bool:
+    return any(key in schema for key in ("minLength", "pattern", "format", "enum"))

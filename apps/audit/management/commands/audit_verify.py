@@ -51,16 +51,18 @@ class Command(BaseCommand):
             raise CommandError(f"audit trail NOT intact; first bad seq: {report.first_bad_seq}")
 
     def _summary(self, report: sealing.Report) -> None:
-        self.stdout.write(
+        self._write_report(
             f"{report.events_checked} events in {report.segments_checked} segments checked; "
-            f"{report.unsealed_tail} not sealed yet; signatures "
-            f"{'checked' if report.signatures_checked else 'NOT checked (no key)'}; checkpoint file "
-            f"{'checked' if report.checkpoint_file_checked else 'not checked'}"
+            f"{report.unsealed_tail} not sealed yet; {_signatures(report)}; checkpoint file "
+            f"{'checked' if report.checkpoint_file_checked else 'not checked'}",
+            [f"{problem.kind} at seq {problem.seq}: {problem.detail}" for problem in report.problems],
+            "audit trail intact" if report.ok else "",
         )
-        for problem in report.problems:
-            self.stdout.write(f"{problem.kind} at seq {problem.seq}: {problem.detail}")
-        if report.ok:
-            self.stdout.write("audit trail intact")
+
+    def _write_report(self, summary: str, problems: list[str], verdict: str) -> None:
+        for line in (summary, *problems, verdict):
+            if line:
+                self.stdout.write(line)
 
     # --- purge archives ------------------------------------------------------------------
 
@@ -84,13 +86,14 @@ class Command(BaseCommand):
 
     def _archive_summary(self, report: archives.ArchiveReport) -> None:
         covered = f"ids {report.first_seq}..{report.last_seq}" if report.first_seq is not None else "no ids"
-        self.stdout.write(
+        self._write_report(
             f"{report.archive}: {report.lines_read} lines, {report.events_checked} events re-chained in "
-            f"{report.segments_checked} segments ({covered}); signatures "
-            f"{'checked' if report.signatures_checked else 'NOT checked (no key)'}; purge boundaries "
-            f"{'checked' if report.purge_checked else 'not checked (not a purged range)'}"
+            f"{report.segments_checked} segments ({covered}); {_signatures(report)}; purge boundaries "
+            f"{'checked' if report.purge_checked else 'not checked (not a purged range)'}",
+            [f"{p.kind} at seq {p.seq}, line {p.line}: {p.detail}" for p in report.problems],
+            "archive intact" if report.ok else "",
         )
-        for problem in report.problems:
-            self.stdout.write(f"{problem.kind} at seq {problem.seq}, line {problem.line}: {problem.detail}")
-        if report.ok:
-            self.stdout.write("archive intact")
+
+
+def _signatures(report: sealing.Report) -> str:
+    return f"signatures {'checked' if report.signatures_checked else 'NOT checked (no key)'}"
