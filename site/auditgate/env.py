@@ -11,7 +11,7 @@ the first request that happens to read the setting.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -118,10 +118,16 @@ def token_peppers(env: Env, default: str | None = None) -> tuple[dict[int, bytes
     current one.  Tokens keep the id of their pepper, so an older pepper stays until its tokens
     have expired.  An id outside the set stops start-up: no token could be made or checked."""
     peppers = env.peppers("AUDITGATE_TOKEN_PEPPERS", default)
-    current = env.int("AUDITGATE_TOKEN_PEPPER_ID", max(peppers))
-    if current not in peppers:
-        raise ImproperlyConfigured("AUDITGATE_TOKEN_PEPPER_ID names no pepper of AUDITGATE_TOKEN_PEPPERS.")
-    return peppers, current
+    return peppers, _current_id(env, "AUDITGATE_TOKEN_PEPPER_ID", peppers, "pepper of AUDITGATE_TOKEN_PEPPERS")
+
+
+def _current_id(env: Env, name: str, ids: Iterable[int], what: str) -> int:
+    """The id ``name`` picks (default: the highest), which must be one of ``ids``."""
+    ids = set(ids)
+    current = env.int(name, max(ids))
+    if current not in ids:
+        raise ImproperlyConfigured(f"{name} names no {what}.")
+    return current
 
 
 def audit_seal_keys(env: Env) -> tuple[dict[str, str], str]:
@@ -144,9 +150,7 @@ def audit_seal_keys(env: Env) -> tuple[dict[str, str], str]:
         return {current: single}, current
     if not ring:
         return {}, ""
+    secrets = env.peppers(ring_name)
+    current = _current_id(env, id_name, secrets, f"key of {ring_name}")
     # Checkpoints record the id as text: the ring is keyed the same way.
-    keys = {str(ident): secret.decode() for ident, secret in env.peppers(ring_name).items()}
-    current = str(env.int(id_name, max(map(int, keys))))
-    if current not in keys:
-        raise ImproperlyConfigured(f"{id_name} names no key of {ring_name}.")
-    return keys, current
+    return {str(ident): secret.decode() for ident, secret in secrets.items()}, str(current)

@@ -10,6 +10,7 @@ no operation can forget one.  Codes are those of ``auditgate.errors`` and
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -135,12 +136,17 @@ def allow_empty_query_values(result: dict[str, Any], **kwargs: Any) -> dict[str,
 
     That is how the browsable API's filter forms submit the fields left blank, and how the
     API has always read them; OpenAPI says so with ``allowEmptyValue``."""
-    for operations in result.get("paths", {}).values():
-        for operation in operations.values():
-            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
-                if parameter.get("in") == "query":
-                    parameter["allowEmptyValue"] = True
+    for operation in _operations(result):
+        for parameter in operation.get("parameters", []):
+            if parameter.get("in") == "query":
+                parameter["allowEmptyValue"] = True
     return result
+
+
+def _operations(result: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every operation of the schema (a path item may also hold non-operation entries)."""
+    for operations in result.get("paths", {}).values():
+        yield from (operation for operation in operations.values() if isinstance(operation, dict))
 
 
 FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -162,16 +168,15 @@ def allow_empty_form_values(result: dict[str, Any], **kwargs: Any) -> dict[str, 
     """
     components = result.get("components", {}).get("schemas", {})
     form_components: dict[str, str] = {}
-    for operations in result.get("paths", {}).values():
-        for operation in operations.values():
-            content = operation.get("requestBody", {}).get("content", {}) if isinstance(operation, dict) else {}
-            for media_type in FORM_MEDIA_TYPES:
-                name = content.get(media_type, {}).get("schema", {}).get("$ref", "").rpartition("/")[2]
-                if name not in components:
-                    continue
-                if name not in form_components:
-                    form_components[name] = _form_component(name, components)
-                content[media_type]["schema"] = {"$ref": f"#/components/schemas/{form_components[name]}"}
+    for operation in _operations(result):
+        content = operation.get("requestBody", {}).get("content", {})
+        for media_type in FORM_MEDIA_TYPES:
+            name = content.get(media_type, {}).get("schema", {}).get("$ref", "").rpartition("/")[2]
+            if name not in components:
+                continue
+            if name not in form_components:
+                form_components[name] = _form_component(name, components)
+            content[media_type]["schema"] = {"$ref": f"#/components/schemas/{form_components[name]}"}
     return result
 
 
