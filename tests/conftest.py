@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from datetime import timedelta
 
 import pytest
 
@@ -47,19 +46,17 @@ def make_user(db):
 
 @pytest.fixture
 def token_for(db):
-    """A working API token for ``user`` (all upstreams and the management API), one per user."""
-    from django.utils import timezone
-
-    from apps.gateway.tokens import create_token
+    """A working API token for ``user`` (all upstreams, every management scope, the longest
+    lifetime: a token cannot make one that outlives it), one per user."""
+    from apps.gateway.scopes import SCOPES
+    from apps.gateway.tokens import create_token, default_expiry
 
     issued: dict[int, str] = {}
 
     def token(user, **scopes) -> str:
         if user.pk not in issued or scopes:
-            options = {"all_upstreams": True, "management_api": True, **scopes}
-            _, plaintext = create_token(
-                user=user, label="test", expires_at=timezone.now() + timedelta(days=30), **options
-            )
+            options = {"all_upstreams": True, "scopes": SCOPES, **scopes}
+            _, plaintext = create_token(user=user, label="test", expires_at=default_expiry(), **options)
             if scopes:
                 return plaintext
             issued[user.pk] = plaintext

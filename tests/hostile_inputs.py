@@ -131,3 +131,25 @@ MALFORMED_AUTHORIZATION = [
     "Bearer null",
     "Bearer undefined",
 ]
+
+# Paths that common upstreams read as another path than the policy would judge (issue 12):
+# each must be refused with 400 invalid_path, never matched against the rules.
+AMBIGUOUS_PATHS = [
+    "/admin..;/x",
+    "/admin;jsessionid=ABC",
+    "/allowed/..;/admin",
+    "/admin;",
+    "/admin.",
+    "/admin%2e",
+    "/admin%20",
+    "/admin/%20",
+    "/admin::$DATA",
+    "/%EF%BC%8Fadmin",  # U+FF0F FULLWIDTH SOLIDUS
+    "/admin%EF%BC%8Fx",
+    "/%EF%BC%8E%EF%BC%8E/admin",  # U+FF0E FULLWIDTH FULL STOP, twice
+    "/%E2%80%A4%E2%80%A4/admin",  # U+2024 ONE DOT LEADER, twice
+    "/allowed/%E2%80%A4%E2%80%A4/admin",
+    "/%EF%BD%81dmin",  # U+FF41 FULLWIDTH LATIN SMALL LETTER A
+    "/admin%E2%88%95x",  # U+2215 DIVISION SLASH (Windows best fit: /)
+    "/%EF%B9%92%EF%B9%92/admin",  # U+FE52 SMALL FULL STOP
+]

@@ -83,6 +83,7 @@ class EchoHandler(BaseHTTPRequestHandler):
             "path": url.path,
             "query": url.query,
             "headers": {k.lower(): v for k, v in self.headers.items()},
+            "header_lines": [[k, v] for k, v in self.headers.items()],  # repeated names included
             "body_length": self.large_body[0] if self.large_body else len(body),
             "body_sha256": self.large_body[1] if self.large_body else hashlib.sha256(body).hexdigest(),
         }
@@ -347,3 +348,38 @@ class ResetMidBodyServer(_RawServer):
         time.sleep(0.2)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, not FIN
         conn.close()
+
+
+class ScriptedServer(_RawServer):
+    """Answers every request with ``reply``, exactly as written: the bytes an HTTP library would
+    never produce (a status of 777, a bare CR in a header, 1xx before the answer...).
+
+    ``reply`` is bytes, or a list of (bytes, seconds to wait before sending them) for an
+    upstream that trickles.  The request heads received are kept in ``requests``.
+    """
+
+    def __init__(self, reply: bytes | list[tuple[bytes, float]]) -> None:
+        super().__init__()
+        self.parts = [(reply, 0.0)] if isinstance(reply, bytes) else reply
+        self.requests: list[bytes] = []
+
+    def handle(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                head += data
+            self.requests.append(head.split(b"\r\n\r\n", 1)[0])
+            try:
+                for data, delay in self.parts:
+                    time.sleep(delay)
+                    conn.sendall(data)
+                conn.shutdown(socket.SHUT_WR)
+                conn.recv(1)
+            except OSError:
+                return  # the gateway gave up on us

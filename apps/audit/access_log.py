@@ -4,7 +4,12 @@ Apache logs every request with mod_unique_id's id (the ``auditgate`` LogFormat i
 apache/vhost.conf), and the gateway records every request it handles under the same id.
 A ``/gw/`` line without an audit event is a request refused before Django ran: a full
 listen backlog (503 after connect-timeout), a queue timeout (504 at pickup), a daemon
-that died or restarted under it, or Apache's own limits.
+that died or restarted under it, or Apache's own refusals (a malformed request line or
+header, a URI too long, a transfer coding besides chunked...: README, "What Apache answers
+itself").  A request is matched to a prefix by the path Apache routes it on, not by the
+target as sent: ``//gw/x``, ``/%67w/x`` and ``https://host/gw/x`` are gateway requests too.
+A line without a request id (written before the ErrorDocuments gave every answer one, or
+a connection closed before its request line ended) is listed too, never skipped.
 
 logrotate renames the log daily (``.1``, then ``.2.gz``...): a window that spans a
 rotation is read from the log and its rotations, oldest first.
@@ -13,12 +18,14 @@ rotation is read from the log and its rotations, oldest first.
 from __future__ import annotations
 
 import gzip
+import posixpath
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 from apps.audit.models import AuditEvent
 
@@ -29,6 +36,10 @@ _LINE = re.compile(
     r"(?P<micros>\d+) (?P<request_id>\S+)$"
 )
 _CHUNK = 1000
+_ABSOLUTE_FORM = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
+_QUERY_OR_FRAGMENT = re.compile(r"[?#]")
+# AllowEncodedSlashes NoDecode: Apache routes on the path with %2F still encoded.
+_ENCODED_SLASH = re.compile("%2f", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -38,7 +49,7 @@ class LoggedRequest:
     path: str
     status: int
     duration_ms: float
-    request_id: str
+    request_id: str | None  # None when Apache logged none ("-")
 
 
 def with_rotations(log: Path, since: datetime | None = None) -> list[Path]:
@@ -65,10 +76,10 @@ def read_lines(files: Iterable[Path]) -> Iterator[str]:
 
 
 def parse(lines: Iterable[str]) -> Iterator[LoggedRequest]:
-    """The lines in the auditgate format that carry a request id; others are skipped."""
+    """The lines in the auditgate format; lines in other formats are skipped."""
     for line in lines:
         match = _LINE.match(line.rstrip("\n"))
-        if not match or match["request_id"] == "-":
+        if not match:
             continue
         method, _, rest = match.group(3).partition(" ")
         yield LoggedRequest(
@@ -77,8 +88,22 @@ def parse(lines: Iterable[str]) -> Iterator[LoggedRequest]:
             path=rest.rsplit(" ", 1)[0],
             status=int(match["status"]),
             duration_ms=int(match["micros"]) / 1000,
-            request_id=match["request_id"],
+            request_id=None if match["request_id"] == "-" else match["request_id"],
         )
+
+
+def routed_path(target: str) -> str:
+    """The path Apache routes a request target on (``<Location>``, ``WSGIScriptAlias``): no
+    scheme and host (absolute form), query or fragment; %-escapes decoded except %2F; repeated
+    slashes merged (MergeSlashes) and dot segments removed."""
+    path = _QUERY_OR_FRAGMENT.split(_ABSOLUTE_FORM.sub("", target, count=1), maxsplit=1)[0]
+    path = "%2F".join(unquote(part, errors="replace") for part in _ENCODED_SLASH.split(path))
+    path = re.sub("/{2,}", "/", path)
+    if not path.startswith("/"):
+        return path
+    normal = posixpath.normpath(path)
+    ends_in_a_directory = path.endswith(("/", "/.", "/..")) and normal != "/"
+    return f"{normal}/" if ends_in_a_directory else normal
 
 
 def recorded_ids(request_ids: list[str]) -> set[str]:
@@ -89,11 +114,11 @@ def recorded_ids(request_ids: list[str]) -> set[str]:
     return found
 
 
-def unseen_by_django(logged: Iterable[LoggedRequest], prefix: str = "/gw/",
+def unseen_by_django(logged: Iterable[LoggedRequest], prefix: str | tuple[str, ...] = "/gw/",
                      since: datetime | None = None) -> list[LoggedRequest]:  # fmt: skip
-    """The logged requests under ``prefix`` (from ``since`` on) that have no audit event."""
-    candidates = [r for r in logged if r.path.startswith(prefix) and (since is None or r.time >= since)]
-    seen = recorded_ids(sorted({r.request_id for r in candidates}))
+    """The logged requests routed under ``prefix`` (from ``since`` on) that have no audit event."""
+    candidates = [r for r in logged if routed_path(r.path).startswith(prefix) and (since is None or r.time >= since)]
+    seen = recorded_ids(sorted({r.request_id for r in candidates if r.request_id}))
     return [r for r in candidates if r.request_id not in seen]
 
 

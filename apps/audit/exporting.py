@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import CharField, F, Func, QuerySet, Value
 
@@ -73,16 +74,22 @@ class _PageQuery:
     result later), at most one at a time."""
 
     def __init__(self, db: Any, queryset: QuerySet[AuditEvent]):
-        self.db, self.queryset, self.in_flight = db, queryset, False
+        self.db, self.queryset, self.in_flight, self.matches_nothing = db, queryset, False, False
         self._binder = db.cursor()  # binds parameters as execute() would; runs nothing
 
     def send(self, *, after: int) -> None:
         page = self.queryset.filter(id__gt=after).order_by("id").values_list(*_RAW_COLUMNS)[:BATCH]
-        sql, params = page.query.sql_with_params()
+        try:
+            sql, params = page.query.sql_with_params()
+        except EmptyResultSet:  # no row can match (e.g. status_max=-1 on an unsigned column): nothing to send
+            self.matches_nothing = True
+            return
         self.db.send_query(self._binder.mogrify(sql, params).encode(self.db.encoding))
         self.in_flight = True
 
     def read(self) -> Sequence[tuple[Any, ...]]:
+        if self.matches_nothing:
+            return ()
         self.in_flight = False
         self.db.read_query_result()
         return self.db.store_result().fetch_row(maxrows=0)

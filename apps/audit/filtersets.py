@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
 import django_filters
 from django.db.models import Q, QuerySet
 from rest_framework.exceptions import ValidationError
 
 from apps.audit.models import AuditEvent, Decision
-from auditgate.filtersets import IntegerFilter, StrictFilterSet
+from auditgate.filtersets import IntegerFilter, IsoDateTimeFilter, StrictFilterSet
 
 # A CIDR filter becomes LIKE prefixes on the stored address text; beyond this many it is refused.
 _MAX_PREFIXES = 256
@@ -51,20 +50,20 @@ class AuditEventFilterSet(StrictFilterSet):
     method = django_filters.CharFilter()
     request_id = django_filters.CharFilter(method="filter_request_id")
     path_prefix = django_filters.CharFilter(method="filter_path_prefix")
-    occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
-    occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
+    occurred_after = IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    occurred_before = IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent
         fields = ("event_type", "actor", "token_key_id", "upstream", "decision", "reason", "status", "method",
                   "request_id")  # fmt: skip
 
-    def filter_path_prefix(self, queryset: QuerySet[AuditEvent], name: str, value: Any) -> QuerySet[AuditEvent]:
+    def filter_path_prefix(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> QuerySet[AuditEvent]:
         # The case-insensitive LIKE narrows through the index; the exact one keeps paths case-sensitive.
         return queryset.filter(path__istartswith=value).filter(path__startswith=value)
 
-    def filter_request_id(self, queryset: QuerySet[AuditEvent], name: str, value: Any) -> QuerySet[AuditEvent]:
+    def filter_request_id(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> QuerySet[AuditEvent]:
         return queryset.with_request_id(value)  # type: ignore[attr-defined]
 
-    def filter_client_ip(self, queryset: QuerySet[AuditEvent], name: str, value: Any) -> QuerySet[AuditEvent]:
+    def filter_client_ip(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> QuerySet[AuditEvent]:
         return queryset.filter(cidr_condition(value))

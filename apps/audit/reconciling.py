@@ -7,11 +7,12 @@ move past it.
 
 An attempt taken on this host is closed as soon as its process (``worker`` =
 host/pid@start) is gone; the start time tells a reused pid from the original process.
-While the process lives, the attempt is left open for ``older_than`` (a day): a stream may
-legitimately run for an hour, and a wedged daemon is restarted by mod_wsgi's
-request-timeout, after which it counts as gone.  An attempt taken on another host is left
-to that host's own reconciler, and closed here after ``older_than`` too: that host is gone
-for good.
+While the process lives, the attempt is left open for ``older_than``, by default
+``AUDIT_OPEN_ATTEMPT_BOUND_SECONDS`` (5 minutes): no exchange can last longer, because every
+upstream's ``total_timeout`` (170 s at most) cuts it, and the last write to a slow client
+is bounded by mod_wsgi's socket-timeout (45 s).  An attempt still open after that is
+stuck, and would hold the trail's sealing back.  An attempt taken on another host is
+left to that host's own reconciler, and closed here after ``older_than`` too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import socket
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
@@ -49,9 +51,10 @@ def _process_gone(worker: str) -> bool:
     return now_started is None or (bool(started) and started != now_started)
 
 
-def reconcile(*, now: datetime | None = None, older_than: timedelta = timedelta(hours=24)) -> list[int]:
+def reconcile(*, now: datetime | None = None, older_than: timedelta | None = None) -> list[int]:
     """Close the open attempts that can no longer complete; returns their ids."""
     now = now or timezone.now()
+    older_than = older_than or timedelta(seconds=settings.AUDIT_OPEN_ATTEMPT_BOUND_SECONDS)
     closed = []
     open_attempts = AuditEvent.objects.filter(completed_at__isnull=True).order_by("id")
     for event_id, worker, occurred_at in open_attempts.values_list("id", "worker", "occurred_at").iterator():

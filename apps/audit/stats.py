@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Trunc
@@ -49,12 +50,15 @@ def recent_denials(queryset: QuerySet[AuditEvent], limit: int = 20) -> list[dict
 
 def latency_percentiles(queryset: QuerySet[AuditEvent]) -> dict[str, float | None]:
     """p50/p95/p99 of ``duration_ms``, computed by MariaDB (PERCENTILE_CONT), not in Python."""
-    sql, params = queryset.filter(duration_ms__gt=0).values("duration_ms").query.sql_with_params()
+    names = [f"p{int(p * 100)}" for p in PERCENTILES]
+    try:
+        sql, params = queryset.filter(duration_ms__gt=0).values("duration_ms").query.sql_with_params()
+    except EmptyResultSet:  # no row can match (e.g. status_max=-1 on an unsigned column): the ORM says so here
+        return dict.fromkeys(names)
     columns = ", ".join(f"PERCENTILE_CONT({p}) WITHIN GROUP (ORDER BY t.duration_ms) OVER ()" for p in PERCENTILES)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {columns} FROM ({sql}) t LIMIT 1", params)  # noqa: S608 - built from our own query
         row = cursor.fetchone()
-    names = [f"p{int(p * 100)}" for p in PERCENTILES]
     return dict(zip(names, [round(v, 3) if v is not None else None for v in (row or [None] * 3)], strict=True))
 
 

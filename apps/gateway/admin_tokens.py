@@ -16,15 +16,23 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from apps.gateway import scopes as token_scopes
 from apps.gateway import tokens
 from apps.gateway.models import APIToken
 from apps.gateway.models.tokens import SHOWN_FIELDS, TokenStatus, normalise_cidrs
 
-_CREATE_FIELDS = ("user", "label", "expires_at", "all_upstreams", "upstreams", "management_api", "allowed_cidrs")
+_CREATE_FIELDS = ("user", "label", "expires_at", "all_upstreams", "upstreams", "scopes", "allowed_cidrs")
 _VIEW_FIELDS = SHOWN_FIELDS
 
 
 class APITokenCreationForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=token_scopes.SCOPE_CHOICES,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="What it may do on the management API (/api/); none: the gateway only.",
+    )
+
     class Meta:
         model = APIToken
         fields = _CREATE_FIELDS
@@ -62,6 +70,19 @@ class StatusFilter(admin.SimpleListFilter):
         }.get(self.value(), queryset)
 
 
+class ScopeFilter(admin.SimpleListFilter):
+    title = "scope"
+    parameter_name = "scope"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(token_scopes.SCOPE_CHOICES)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[APIToken]) -> QuerySet[APIToken]:
+        if self.value() in token_scopes.SCOPES:
+            return queryset.filter(scopes__contains=[self.value()])
+        return queryset
+
+
 @admin.register(APIToken)
 class APITokenAdmin(admin.ModelAdmin):
     list_display = (
@@ -71,10 +92,10 @@ class APITokenAdmin(admin.ModelAdmin):
         "status",
         "expires_at",
         "last_used_at",
-        "management_api",
+        "scopes",
         "all_upstreams",
     )
-    list_filter = (StatusFilter, "management_api", "all_upstreams", "enabled")
+    list_filter = (StatusFilter, ScopeFilter, "all_upstreams", "enabled")
     list_select_related = ("user",)
     search_fields = ("key_id", "label", "user__username")
     autocomplete_fields = ("user", "upstreams")

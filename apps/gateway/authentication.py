@@ -12,7 +12,10 @@ success ``request.user`` is the token's user and ``request.auth`` the
 - 401 ``token_expired`` / ``token_revoked``: only once the secret matched, so a
   key id alone (it is in the audit trail) reveals nothing;
 - 403 ``source_ip_not_allowed``: the peer is outside the token's ``allowed_cidrs``;
-- 403 ``token_scope``: management API only, the token lacks ``management_api``.
+- 403 ``token_scope``: management API only, the token has no management scope at
+  all (``scopes`` empty: a gateway-only token).  Which scope each view needs, and
+  the upstream limit on the management API, are checked by the views' permission
+  (``apps.gateway.api.permissions.TokenScope``), with the same code.
 
 Each exception carries ``token_key_id`` ("" if the token did not parse) for auditing.
 
@@ -163,7 +166,7 @@ class APITokenAuthentication(BaseAuthentication):
 
 
 class ManagementAPITokenAuthentication(APITokenAuthentication):
-    """For ``/api/``: the token also needs ``management_api``; every refusal is audited."""
+    """For ``/api/``: the token also needs some management scope; every refusal is audited."""
 
     def authenticate(self, request: Any) -> tuple[Any, APIToken] | None:
         try:
@@ -178,5 +181,7 @@ class ManagementAPITokenAuthentication(APITokenAuthentication):
 
     def check(self, token: APIToken, request: Any, now: datetime) -> None:
         super().check(token, request, now)
-        if not token.management_api:
-            raise TokenPermissionDenied("This token may not use the management API.", Reason.TOKEN_SCOPE, token.key_id)
+        if not token.scopes:
+            raise TokenPermissionDenied(
+                "This token may not use the management API (it has no scope).", Reason.TOKEN_SCOPE, token.key_id
+            )

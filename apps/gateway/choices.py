@@ -38,11 +38,17 @@ class UpstreamError(models.TextChoices):
     ADDRESS_BLOCKED = "upstream_address_blocked"
     CONNECT_TIMEOUT = "upstream_connect_timeout"
     READ_TIMEOUT = "upstream_read_timeout"
+    TOTAL_TIMEOUT = "upstream_total_timeout"
+    INVALID_RESPONSE = "upstream_invalid_response"
     RESET = "upstream_reset"
     UNREACHABLE = "upstream_unreachable"
     TOO_LARGE = "upstream_response_too_large"
     STREAM_BROKEN = "upstream_stream_broken"
     CLIENT_ABORTED = "client_aborted"
+    CLIENT_BODY_TIMEOUT = "client_body_timeout"
+    # A fault of the gateway itself after the attempt was recorded (a bug): the outcome is
+    # still written, so that one open attempt never holds the trail's sealing back.
+    GATEWAY_ERROR = "gateway_error"
 
 
 class IntrospectionReason(models.TextChoices):

@@ -9,6 +9,7 @@ could be read differently by the gateway and the upstream is refused.
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from urllib.parse import quote, unquote_to_bytes
 
@@ -50,7 +51,40 @@ def normalise(raw: str) -> str:
     path = "/" + path.lstrip("/")
     if any(segment in (".", "..") for segment in path.split("/")):
         raise InvalidPath("dot segments in path")
+    _refuse_what_upstreams_read_differently(path)
     return re.sub("/{2,}", "/", path)
+
+
+# Look-alikes that Windows' "best fit" conversion (IIS, .NET) turns into / \ or . although
+# Unicode's NFKC keeps them apart from ASCII.
+_BEST_FIT_LOOKALIKES = frozenset("\u2215\u2044\u29f8\u2216\u29f5\u29f9\ufe68\u2027\u00b7\u02d9\u0338")
+
+
+def _reads_as_ascii(ch: str) -> bool:
+    return ch in _BEST_FIT_LOOKALIKES or any(c.isascii() for c in unicodedata.normalize("NFKC", ch))
+
+
+def _refuse_what_upstreams_read_differently(path: str) -> None:
+    """Forms that a policy on the path cannot judge, because common upstreams read them as
+    another path: the rule sees ``/admin;x`` or ``/admin.`` where the upstream serves ``/admin``.
+
+    - ``;``: path parameters, which Tomcat and Jetty strip (``/..;/``, ``;jsessionid=``);
+    - a segment ending in a dot or a space, or holding ``::$`` (an NTFS stream): Windows
+      servers drop the dot or space and serve the file itself;
+    - a non-ASCII character that Unicode compatibility (NFKC) or Windows' best-fit mapping
+      turn into ASCII: U+FF0F fullwidth solidus, U+FF0E fullwidth full stop, U+2024 one dot
+      leader, fullwidth letters...
+    Letter case is not refused: a rule can match it with ``case_insensitive``.
+    """
+    if ";" in path:
+        raise InvalidPath("semicolon in path (path parameters)")
+    for segment in path.split("/"):
+        if segment.endswith((".", " ")):
+            raise InvalidPath("path segment ending in a dot or a space")
+        if "::$" in segment:
+            raise InvalidPath("NTFS stream name in path")
+    if not path.isascii() and any(_reads_as_ascii(ch) for ch in path if not ch.isascii()):
+        raise InvalidPath("a character that upstreams may read as ASCII (compatibility form)")
 
 
 def matches_prefix(path: str, prefix: str) -> bool:
@@ -84,6 +118,35 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
 
 def matches_glob(path: str, pattern: str) -> bool:
     return glob_regex(pattern).match(path) is not None
+
+
+_DOT_ESCAPE = re.compile("%2e", re.IGNORECASE)
+
+
+def as_browsers_read(url: str) -> str:
+    """``url`` with what browsers read as dots and slashes written as such (WHATWG URL parsing):
+    ``%2e`` is a dot and a backslash is a slash, before the fragment."""
+    main, hash_, fragment = url.partition("#")
+    return _DOT_ESCAPE.sub(".", main.replace("\\", "/")) + hash_ + fragment
+
+
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4 (``urljoin`` leaves an absolute reference's dot segments in place)."""
+    out: list[str] = []
+    segments = path.split("/")
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if segment == "..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append("")
+        elif segment == ".":
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    return "/".join(out)
 
 
 def encode(path: str) -> str:

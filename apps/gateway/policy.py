@@ -62,6 +62,7 @@ class CompiledRule:
     methods: frozenset[str]
     glob: bool
     pattern: str
+    case_insensitive: bool
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     days: frozenset[int]
     start: time | None
@@ -81,7 +82,8 @@ class CompiledRule:
             priority=rule.priority,
             methods=frozenset(rule.methods),
             glob=rule.path_match == PathMatch.GLOB,
-            pattern=rule.path_pattern,
+            pattern=rule.path_pattern.lower() if rule.case_insensitive else rule.path_pattern,
+            case_insensitive=rule.case_insensitive,
             networks=tuple(ipaddress.ip_network(c, strict=False) for c in rule.source_cidrs),
             days=frozenset(rule.days),
             start=rule.start_time,
@@ -100,7 +102,8 @@ class CompiledRule:
 
     def first_mismatch(self, request: AccessRequest) -> Reason | None:
         """None when the rule matches; otherwise the reason of the first condition that fails."""
-        if not (paths.matches_glob if self.glob else paths.matches_prefix)(request.path, self.pattern):
+        path = request.path.lower() if self.case_insensitive else request.path
+        if not (paths.matches_glob if self.glob else paths.matches_prefix)(path, self.pattern):
             return Reason.NO_MATCHING_RULE
         if self.methods and request.method not in self.methods:
             return Reason.METHOD_NOT_ALLOWED

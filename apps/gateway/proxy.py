@@ -3,122 +3,48 @@
 Redirects are never followed (the client sees the upstream's 3xx, its Location
 rewritten to the gateway), nothing is retried (a retried POST could run twice),
 bodies are passed through untouched (compressed stays compressed), and every
-call has connect and read timeouts.
+call has connect and read timeouts and an overall deadline (``total_timeout``): an
+upstream that trickles its answer cannot hold a gateway thread for longer than that.
+Which headers cross, in either direction, is decided in ``apps.gateway.headers``.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO
 
 import urllib3
 from django.conf import settings
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 
 from apps.audit.recording import GatewayAttempt
-from apps.gateway import identity, ssrf
-from apps.gateway.addresses import forwarded_for
+from apps.gateway import ssrf
 from apps.gateway.choices import UpstreamError
 from apps.gateway.models import Upstream
-from apps.gateway.upstream_client import pool_for
+from apps.gateway.upstream_client import InvalidUpstreamResponse, pool_for
 
 logger = logging.getLogger(__name__)
 
-# RFC 9110 7.6.1: connection-specific headers never cross a proxy, in either direction.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-# Rebuilt or decided by the gateway, never copied from the caller.  Authorization
-# carries the caller's gateway token: it never reaches an upstream.
-NOT_FORWARDED = frozenset(
-    {
-        "authorization",
-        "cookie",
-        "host",
-        "content-length",
-        "x-forwarded-for",
-        "x-forwarded-host",
-        "x-forwarded-proto",
-        "x-request-id",
-        "forwarded",
-        "via",
-        "x-auditgate-identity",
-    }
-)
-_NEVER_FROM_CALLER = HOP_BY_HOP | NOT_FORWARDED
-IDENTITY_HEADER = "X-Auditgate-Identity"
-
-
-def _listed_in_connection(value: str) -> set[str]:
-    return {token.strip().lower() for token in value.split(",") if token.strip()}
-
-
-def _caller_headers(meta: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    for key, value in meta.items():
-        if key.startswith("HTTP_"):
-            yield key[5:].replace("_", "-").title(), value
-        elif key == "CONTENT_TYPE" and value:
-            yield "Content-Type", value
-
-
-def hops_through_us(meta: dict[str, Any]) -> int:
-    """How many times this request already passed this gateway (its id in ``Via``)."""
-    ours = settings.GATEWAY_ID
-    return sum(1 for hop in meta.get("HTTP_VIA", "").split(",") if hop.split()[1:2] == [ours])
-
-
-def identity_header(key: str, username: str, token_key_id: str, request_id: str, now: int | None = None) -> str:
-    """The signed ``X-Auditgate-Identity`` value (apps.gateway.identity, docs/identity-header.md)."""
-    return identity.sign(key, username, token_key_id, request_id, now)
-
-
-def request_headers(
-    request: HttpRequest, upstream: Upstream, attempt: GatewayAttempt, content_length: int
-) -> dict[str, str]:
-    meta = request.META
-    dropped = _NEVER_FROM_CALLER | _listed_in_connection(meta.get("HTTP_CONNECTION", ""))
-    headers = {name: value for name, value in _caller_headers(meta) if name.lower() not in dropped}
-    if upstream.forward_cookies and meta.get("HTTP_COOKIE"):
-        headers["Cookie"] = meta["HTTP_COOKIE"]
-    if upstream.preserve_host:
-        headers["Host"] = request.get_host()
-    headers["X-Forwarded-For"] = forwarded_for(meta)
-    headers["X-Forwarded-Proto"] = request.scheme or "http"
-    headers["X-Forwarded-Host"] = request.get_host()
-    headers["X-Request-ID"] = attempt.request_id
-    earlier_via = meta.get("HTTP_VIA")
-    ours = f"1.1 {settings.GATEWAY_ID}"
-    headers["Via"] = f"{earlier_via}, {ours}" if earlier_via else ours
-    if content_length:
-        headers["Content-Length"] = str(content_length)
-    if upstream.identity_key:
-        headers[IDENTITY_HEADER] = identity_header(
-            upstream.identity_key, attempt.actor_username, attempt.token_key_id, attempt.request_id
-        )
-    if attempt.injected_credential:
-        headers[upstream.credential_header] = upstream.credential_value
-    return headers
-
-
-def response_headers(upstream_response: urllib3.BaseHTTPResponse) -> list[tuple[str, str]]:
-    dropped = HOP_BY_HOP | _listed_in_connection(upstream_response.headers.get("Connection", ""))
-    return [(name, value) for name, value in upstream_response.headers.iteritems() if name.lower() not in dropped]
-
 
 class ClientGone(Exception):
-    """The client went away while its request body was being read (not an OSError on purpose:
-    urllib3 would report it as an upstream failure)."""
+    """The client's request body did not arrive whole (not an OSError on purpose: urllib3
+    would report it as an upstream failure).
+
+    ``timed_out``: the client stalled and Apache answered it 408 itself (its
+    RequestReadTimeout for bodies), rather than the client hanging up.
+    """
+
+    def __init__(self, message: str, *, timed_out: bool):
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+# mod_wsgi reports both a stalled client and one that hung up as a failed read.  A client
+# that hangs up fails the read at once; a stalled one fails it when Apache's body timeout
+# (RequestReadTimeout body=10,minrate=500) fires, after the read waited for seconds.
+STALLED_READ_SECONDS = 1.0
 
 
 class CountingReader:
@@ -130,43 +56,66 @@ class CountingReader:
         self._length = length
 
     def read(self, size: int = -1) -> bytes:
+        started = time.monotonic()
         try:
             data = self._stream.read(size if size and size > 0 else 64 * 1024)
         except OSError as exc:  # mod_wsgi: "request data read error"
-            raise self._gone() from exc
+            raise self._gone(time.monotonic() - started) from exc
         if not data and self._attempt.request_bytes < self._length:
-            raise self._gone()  # the body ended before its Content-Length
+            raise self._gone(time.monotonic() - started)  # the body ended before its Content-Length
         self._attempt.request_bytes += len(data)
         self._attempt.request_digest.update(data)
         return data
 
-    def _gone(self) -> ClientGone:
+    def _gone(self, waited: float) -> ClientGone:
         self._attempt.client_aborted = True
-        return ClientGone(f"client left after {self._attempt.request_bytes} of {self._length} body bytes")
+        return ClientGone(
+            f"client body cut off after {self._attempt.request_bytes} of {self._length} bytes",
+            timed_out=waited >= STALLED_READ_SECONDS,
+        )
+
+
+class TotalTimeout(Exception):
+    """The upstream's ``total_timeout`` ran out before its answer was complete."""
+
+
+class Deadline:
+    """When the exchange with an upstream must be over (``total_timeout`` after it began)."""
+
+    def __init__(self, seconds: float):
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def passed(self) -> bool:
+        return self.remaining() <= 0.01  # a socket timeout that fired at the deadline counts as it
 
 
 def open_upstream(
-    upstream: Upstream, method: str, url: str, headers: dict[str, str], body: CountingReader | None
-) -> urllib3.BaseHTTPResponse:
-    return pool_for(upstream.internal).request(
-        method,
-        url,
-        headers=headers,
-        body=body,
-        preload_content=False,
-        decode_content=False,
-        redirect=False,
-        retries=False,
-        timeout=urllib3.Timeout(connect=upstream.connect_timeout, read=upstream.read_timeout),
+    upstream: Upstream, method: str, url: str, headers: urllib3.HTTPHeaderDict, body: CountingReader | None,
+    deadline: Deadline,
+) -> urllib3.BaseHTTPResponse:  # fmt: skip
+    timeout = urllib3.Timeout(
+        connect=upstream.connect_timeout, read=upstream.read_timeout, total=max(deadline.remaining(), 0.001)
     )
+    try:
+        return pool_for(upstream.internal).request(
+            method, url, headers=headers, body=body, preload_content=False, decode_content=False,
+            redirect=False, retries=False, timeout=timeout,
+        )  # fmt: skip
+    except urllib3.exceptions.TimeoutError as exc:
+        if deadline.passed():
+            raise TotalTimeout() from exc
+        raise
 
 
 class ResponseTooLarge(Exception):
     """The upstream declared a body larger than the upstream's ``max_response_bytes``."""
 
 
-# What can go wrong talking to an upstream; anything else is a bug and stays a 500.
-UPSTREAM_FAILURES = (urllib3.exceptions.HTTPError, OSError, ssrf.GuardRefusal, ResponseTooLarge)
+# What can go wrong talking to an upstream; anything else is a bug (see views._forward).
+UPSTREAM_FAILURES = (urllib3.exceptions.HTTPError, OSError, ssrf.GuardRefusal, ResponseTooLarge, TotalTimeout)
 
 
 def declared_length(upstream_response: urllib3.BaseHTTPResponse) -> int:
@@ -179,8 +128,12 @@ def declared_length(upstream_response: urllib3.BaseHTTPResponse) -> int:
 def classify(exc: BaseException) -> UpstreamError:
     """The reason code of an upstream failure (order matters: urllib3's classes nest)."""
     e = urllib3.exceptions
+    if isinstance(exc, e.ProtocolError) and any(isinstance(arg, InvalidUpstreamResponse) for arg in exc.args):
+        return UpstreamError.INVALID_RESPONSE
     checks: list[tuple[type[BaseException] | tuple[type[BaseException], ...], UpstreamError]] = [
         (ResponseTooLarge, UpstreamError.TOO_LARGE),
+        (TotalTimeout, UpstreamError.TOTAL_TIMEOUT),
+        (InvalidUpstreamResponse, UpstreamError.INVALID_RESPONSE),
         (ssrf.Unresolvable, UpstreamError.DNS_FAILED),
         (ssrf.ForbiddenAddress, UpstreamError.ADDRESS_BLOCKED),
         (e.NameResolutionError, UpstreamError.DNS_FAILED),
@@ -205,32 +158,59 @@ class Relay:
     away, so the audit event is written exactly once in either case.  A class rather
     than a generator because a generator that never started (a client gone before the
     first chunk) does not run its ``finally``.
+
+    Each read returns what one ``recv`` brought (``read1``) and waits at most the read
+    timeout or what is left of the deadline, whichever is shorter: a trickling upstream
+    is cut at ``total_timeout`` (the client sees a short body and a closed connection).
     """
 
     def __init__(
-        self, upstream_response: urllib3.BaseHTTPResponse, attempt: GatewayAttempt, has_body: bool, limit: int
-    ):
+        self, upstream_response: urllib3.BaseHTTPResponse, attempt: GatewayAttempt, has_body: bool,
+        upstream: Upstream, deadline: Deadline,
+    ):  # fmt: skip
         self._response = upstream_response
         self._attempt = attempt
         self._complete = not has_body
-        self._limit = limit
+        self._limit = upstream.max_response_bytes
+        self._read_timeout = upstream.read_timeout
+        self._deadline = deadline
 
     def __iter__(self) -> Iterator[bytes]:
         if self._complete:
             return
+        chunk_bytes = settings.GATEWAY_STREAM_CHUNK_BYTES
         try:
-            for chunk in self._response.stream(settings.GATEWAY_STREAM_CHUNK_BYTES, decode_content=False):
+            while True:
+                self._bound_the_next_read()
+                chunk = self._response.read1(chunk_bytes, decode_content=False)
+                if not chunk:
+                    break
                 self._attempt.response_bytes += len(chunk)
                 self._attempt.response_digest.update(chunk)
                 if self._attempt.response_bytes > self._limit:
-                    self._attempt.error = UpstreamError.TOO_LARGE
-                    logger.warning("Upstream %s answered more than %d bytes", self._attempt.upstream_name, self._limit)
-                    return  # The client sees a short body and a closed connection.
+                    self._fail(UpstreamError.TOO_LARGE, f"answered more than {self._limit} bytes")
+                    return
                 yield chunk
             self._complete = True
+        except TotalTimeout:
+            self._fail(UpstreamError.TOTAL_TIMEOUT, "did not finish its answer within total_timeout")
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            self._attempt.error = UpstreamError.STREAM_BROKEN
-            logger.warning("Upstream %s broke off its response: %s", self._attempt.upstream_name, type(exc).__name__)
+            if isinstance(exc, urllib3.exceptions.TimeoutError) and self._deadline.passed():
+                self._fail(UpstreamError.TOTAL_TIMEOUT, "did not finish its answer within total_timeout")
+            else:
+                self._fail(UpstreamError.STREAM_BROKEN, f"broke off its response: {type(exc).__name__}")
+
+    def _bound_the_next_read(self) -> None:
+        remaining = self._deadline.remaining()
+        if remaining <= 0:
+            raise TotalTimeout()
+        connection = self._response.connection
+        if connection is not None and connection.sock is not None:
+            connection.sock.settimeout(min(self._read_timeout, remaining))
+
+    def _fail(self, error: UpstreamError, what: str) -> None:
+        self._attempt.error = error
+        logger.warning("Upstream %s %s", self._attempt.upstream_name, what)
 
     def close(self) -> None:
         if not self._complete and not self._attempt.error:

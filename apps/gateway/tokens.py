@@ -33,6 +33,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit import events
+from apps.gateway import scopes as token_scopes
 from apps.gateway.models.tokens import APIToken, normalise_cidrs
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ def create_token(
     request: Any = None,
     all_upstreams: bool = False,
     upstreams: Iterable[Upstream] = (),
+    scopes: Iterable[str] = (),
     management_api: bool = False,
     allowed_cidrs: Iterable[str] | None = (),
     max_lifetime_days: int | None = None,
@@ -142,6 +144,8 @@ def create_token(
     """Create a token and its ``token.created`` event; returns it with its plaintext,
     which exists nowhere else: show it once.
 
+    ``scopes``: what it may do on the management API (``apps.gateway.scopes``; none by
+    default: the gateway only).  ``management_api=True`` is the former flag: every scope.
     ``max_lifetime_days`` defaults to ``settings.TOKEN_MAX_LIFETIME_DAYS``; only
     ``ensure_admin`` passes a longer one, for the deploy credential.
     """
@@ -159,10 +163,11 @@ def create_token(
         created_by=created_by,
         expires_at=expires_at,
         all_upstreams=all_upstreams,
-        management_api=management_api,
+        scopes=list(token_scopes.SCOPES if management_api else scopes),
         allowed_cidrs=list(allowed_cidrs or ()),
     )
     token.full_clean()
+    token.scopes = token_scopes.normalise_scopes(token.scopes)
     try:
         token.allowed_cidrs = normalise_cidrs(token.allowed_cidrs)
     except ValueError as exc:
@@ -182,7 +187,7 @@ def _created_changes(token: APIToken, upstreams: list[Upstream]) -> dict[str, li
         "expires_at": token.expires_at.isoformat(),
         "all_upstreams": token.all_upstreams,
         "upstreams": sorted(upstream.name for upstream in upstreams),
-        "management_api": token.management_api,
+        "scopes": token.scopes,
         "allowed_cidrs": token.allowed_cidrs,
     }
     return {field: [None, value] for field, value in after.items()}

@@ -9,7 +9,10 @@ exactly the address that was checked, so DNS rebinding cannot slip past.
 
 from __future__ import annotations
 
+import http.client
+import re
 import socket
+from collections import deque
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -17,6 +20,74 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from apps.gateway import ssrf
+
+
+class InvalidUpstreamResponse(http.client.HTTPException):
+    """The upstream's status line or headers cannot be relayed faithfully (the message says why)."""
+
+
+# RFC 9110 5.1 / RFC 9112 5: a field line is a token, a colon, then visible characters,
+# spaces and tabs.  http.client is lenient where a proxy must not be: it reads a bare CR as a
+# line break (the email parser), which would turn one upstream header into two at the client.
+_FIELD_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\Z")
+
+
+class _Replay:
+    """Header lines already read and checked, handed to http.client's header parser."""
+
+    def __init__(self, lines: list[bytes]):
+        self._lines = deque(lines)
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self._lines.popleft() if self._lines else b""
+
+
+class StrictResponse(http.client.HTTPResponse):
+    """http.client's response, as strict as a relay needs.
+
+    - Interim responses (1xx, e.g. 103 Early Hints) are skipped until the final one: the
+      gateway cannot relay them through WSGI, and the final answer follows them on the wire.
+      A 101 is refused: the gateway never asks to switch protocols.
+    - A final status outside 200-599 is refused (http.client accepts 100-999).
+    - Header lines are checked on the raw bytes, before http.client parses them: no CR, LF
+      or NUL inside a line, no obsolete line folding, names that are tokens.
+    """
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()
+            if status == 101:
+                raise InvalidUpstreamResponse("101 Switching Protocols without an upgrade request")
+            if not 100 <= status < 200:
+                break
+            http.client._read_headers(self.fp)  # type: ignore[attr-defined]  # an interim response's headers
+        if not 200 <= status <= 599:
+            raise InvalidUpstreamResponse(f"status {status} outside 200-599")
+        self._original_fp = self.fp
+        self.fp = _Replay(self._checked_header_lines())  # type: ignore[assignment]
+        return version, status, reason
+
+    def _checked_header_lines(self) -> list[bytes]:
+        lines = http.client._read_headers(self._original_fp)  # type: ignore[attr-defined]  # with the blank line
+        if not lines or lines[-1] not in (b"\r\n", b"\n"):
+            raise InvalidUpstreamResponse("header section cut off")
+        for line in lines[:-1]:
+            content = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+            if not _FIELD_LINE.match(content):
+                raise InvalidUpstreamResponse("malformed header line (control character, folding or bad name)")
+        return lines
+
+    def begin(self) -> None:
+        try:
+            super().begin()
+        finally:
+            if getattr(self, "_original_fp", None) is not None:
+                self.fp = self._original_fp  # the body is read from the socket again
+                self._original_fp = None
+
+
+class _StrictResponseMixin:
+    response_class = StrictResponse
 
 
 class _GuardedConnectionMixin:
@@ -45,12 +116,28 @@ class _GuardedConnectionMixin:
         raise NewConnectionError(self, f"Failed to establish a new connection: {last_error}")  # type: ignore[arg-type]
 
 
-class GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
+class StrictHTTPConnection(_StrictResponseMixin, HTTPConnection):
     pass
 
 
-class GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
+class StrictHTTPSConnection(_StrictResponseMixin, HTTPSConnection):
     pass
+
+
+class GuardedHTTPConnection(_GuardedConnectionMixin, StrictHTTPConnection):
+    pass
+
+
+class GuardedHTTPSConnection(_GuardedConnectionMixin, StrictHTTPSConnection):
+    pass
+
+
+class StrictHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = StrictHTTPConnection
+
+
+class StrictHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = StrictHTTPSConnection
 
 
 class GuardedHTTPConnectionPool(HTTPConnectionPool):
@@ -65,6 +152,8 @@ def _pool_manager(guarded: bool) -> urllib3.PoolManager:
     manager = urllib3.PoolManager(num_pools=100, maxsize=32, block=False, retries=False)
     if guarded:
         manager.pool_classes_by_scheme = {"http": GuardedHTTPConnectionPool, "https": GuardedHTTPSConnectionPool}
+    else:
+        manager.pool_classes_by_scheme = {"http": StrictHTTPConnectionPool, "https": StrictHTTPSConnectionPool}
     return manager
 
 

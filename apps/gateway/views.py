@@ -20,7 +20,7 @@ from rest_framework import exceptions
 
 from apps.audit.models import Decision
 from apps.audit.recording import GatewayAttempt
-from apps.gateway import paths, proxy
+from apps.gateway import headers, paths, proxy
 from apps.gateway.addresses import client_ip
 from apps.gateway.authentication import APITokenAuthentication
 from apps.gateway.cache import TTLCache
@@ -47,6 +47,8 @@ _STATUS = {
 _NO_BODY_STATUSES = {204, 304}
 # Recorded when the client left before it could get an answer (nginx's convention).
 CLIENT_CLOSED_REQUEST = 499
+# The gateway's own cookies, which no upstream may set (apps.gateway.cookies).
+_GATEWAY_COOKIES = frozenset({settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, settings.LANGUAGE_COOKIE_NAME})
 _upstreams: TTLCache[Upstream | None] = TTLCache(settings.POLICY_CACHE_SECONDS)
 _groups: TTLCache[tuple[frozenset[int], tuple[str, ...]]] = TTLCache(settings.POLICY_CACHE_SECONDS)
 
@@ -113,7 +115,7 @@ def _check_request(request: HttpRequest, upstream_name: str, attempt: GatewayAtt
         raise Refused(Reason.METHOD_NOT_ALLOWED, f"{request.method} is never proxied.", status=405)
     if "HTTP_UPGRADE" in meta:
         raise Refused(Reason.UPGRADE_NOT_SUPPORTED, "Protocol upgrades (WebSocket) cannot pass a WSGI gateway.")
-    if proxy.hops_through_us(meta) > settings.GATEWAY_MAX_HOPS:
+    if headers.hops_through_us(meta) > settings.GATEWAY_MAX_HOPS:
         raise Refused(Reason.LOOP_DETECTED, "This request has looped through the gateway.")
     try:
         raw = paths.gateway_suffix(meta.get("REQUEST_URI") or request.get_full_path(), upstream_name)
@@ -179,21 +181,29 @@ def _refuse(request: HttpRequest, attempt: GatewayAttempt, refusal: Refused) -> 
     return response
 
 
+_TIMEOUTS = frozenset({UpstreamError.CONNECT_TIMEOUT, UpstreamError.READ_TIMEOUT, UpstreamError.TOTAL_TIMEOUT})
+
+
 def _upstream_failed(request: HttpRequest, attempt: GatewayAttempt, exc: BaseException) -> JsonResponse:
     error = proxy.classify(exc)
-    status = 504 if error.endswith("timeout") else 502
+    status = 504 if error in _TIMEOUTS else 502
     logger.warning("Upstream %s failed: %s (%s)", attempt.upstream_name, error, type(exc).__name__)
     attempt.error, attempt.status = error, status
     attempt.finish()
     return JsonResponse(error_body(request, error, "The upstream did not give a usable answer."), status=status)
 
 
-def _client_gone(request: HttpRequest, attempt: GatewayAttempt) -> JsonResponse:
-    """The client left mid-upload: nobody will read an answer; 499 is nginx's name for that."""
-    logger.info("Client left during the upload of %s after %d bytes", attempt.request_id, attempt.request_bytes)
-    attempt.error, attempt.status = UpstreamError.CLIENT_ABORTED, CLIENT_CLOSED_REQUEST
+def _client_gone(request: HttpRequest, attempt: GatewayAttempt, gone: proxy.ClientGone) -> JsonResponse:
+    """The body did not arrive whole.  The event records what the client got: Apache's own 408
+    when its body timeout fired, or nothing at all when the client hung up (499, nginx's name)."""
+    logger.info("Request body of %s cut off after %d bytes (%s)", attempt.request_id, attempt.request_bytes,
+                "timed out" if gone.timed_out else "client left")  # fmt: skip
+    if gone.timed_out:
+        attempt.error, attempt.status = UpstreamError.CLIENT_BODY_TIMEOUT, 408
+    else:
+        attempt.error, attempt.status = UpstreamError.CLIENT_ABORTED, CLIENT_CLOSED_REQUEST
     attempt.finish()
-    return JsonResponse(error_body(request, "client_aborted", "The request body was cut off."), status=400)
+    return JsonResponse(error_body(request, attempt.error, "The request body was cut off."), status=attempt.status)
 
 
 @csrf_exempt  # Token-authenticated only: cookies never authenticate on /gw/.
@@ -230,7 +240,15 @@ def _handle(request: HttpRequest, upstream: str, attempt: GatewayAttempt) -> Htt
             )
         logger.error("AUDIT TRAIL UNAVAILABLE: forwarding %s to fail-open upstream %s UNRECORDED so far",
                      attempt.request_id, target.name)  # fmt: skip
-    return _forward(request, attempt, target, url, length)
+    try:
+        return _forward(request, attempt, target, url, length)
+    except BaseException:
+        # A bug, or the process being told to stop: the attempt still gets its outcome, so
+        # the trail is complete and the sealer never waits on it (Relay.close() records
+        # the attempts that got as far as a response).
+        attempt.error, attempt.status = UpstreamError.GATEWAY_ERROR, 500
+        attempt.finish()
+        raise
 
 
 def _target_url(target: Upstream, attempt: GatewayAttempt) -> str:
@@ -242,12 +260,13 @@ def _target_url(target: Upstream, attempt: GatewayAttempt) -> str:
 
 def _forward(request: HttpRequest, attempt: GatewayAttempt, target: Upstream, url: str, length: int) -> HttpResponse:
     body = proxy.CountingReader(request, attempt, length) if length else None  # type: ignore[arg-type]
-    headers = proxy.request_headers(request, target, attempt, length)
+    headers_in = headers.for_upstream(request, target, attempt, length)
     sent = time.monotonic()
+    deadline = proxy.Deadline(target.total_timeout)
     try:
-        upstream_response = proxy.open_upstream(target, attempt.method, url, headers, body)
-    except proxy.ClientGone:
-        return _client_gone(request, attempt)
+        upstream_response = proxy.open_upstream(target, attempt.method, url, headers_in, body, deadline)
+    except proxy.ClientGone as gone:
+        return _client_gone(request, attempt, gone)
     except proxy.UPSTREAM_FAILURES as exc:
         return _upstream_failed(request, attempt, exc)
     attempt.ttfb_ms = round((time.monotonic() - sent) * 1000, 3)
@@ -256,11 +275,12 @@ def _forward(request: HttpRequest, attempt: GatewayAttempt, target: Upstream, ur
         upstream_response.close()
         return _upstream_failed(request, attempt, proxy.ResponseTooLarge())
     has_body = attempt.method != "HEAD" and upstream_response.status not in _NO_BODY_STATUSES
-    relay = proxy.Relay(upstream_response, attempt, has_body, target.max_response_bytes)
-    headers_out = proxy.response_headers(upstream_response)
+    relay = proxy.Relay(upstream_response, attempt, has_body, target, deadline)
     gateway_base = f"{request.scheme}://{request.get_host()}/gw/{target.name}"
-    headers_out = [
-        (name, target.gateway_location(value, gateway_base) if name.lower() == "location" else value)
-        for name, value in headers_out
-    ]
+    headers_out = headers.client_facing(
+        upstream_response.headers.iteritems(),
+        upstream_name=target.name,
+        location=lambda value: target.gateway_location(value, gateway_base, url),
+        gateway_cookies=_GATEWAY_COOKIES,
+    )
     return proxy.RelayedResponse(relay, upstream_response.status, headers_out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import DisallowedHost
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions
@@ -55,7 +56,19 @@ def server_error(request: HttpRequest) -> JsonResponse:
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return json_error(request, 400, "bad_request", "Bad request.")
+    """Django's 400s (a SuspiciousOperation, BadRequest); under ``/gw/`` each is a gateway
+    attempt too, so it gets its audit event (``apps.gateway.django_refusals``)."""
+    # Imported here: this module stays importable before Django's apps (and models) are ready.
+    from apps.gateway.django_refusals import record_refusal
+    from auditgate.handlers import is_gateway_path
+
+    if isinstance(exception, DisallowedHost):
+        code, detail = "host_not_allowed", "This server does not serve the host named in the Host header."
+    else:
+        code, detail = "bad_request", "Bad request."
+    if is_gateway_path(request.path_info):
+        record_refusal(request, code, 400)
+    return json_error(request, 400, code, detail)
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

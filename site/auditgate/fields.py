@@ -2,15 +2,19 @@
 
 DRF's CharField turns a number or a boolean into its text, so ``{"label": 12}`` would be
 accepted where the schema says string.  The API's input strings are ``StrictCharField``;
-``STRICT_FIELD_MAPPING`` makes model serializers use it for model text columns.
+``STRICT_FIELD_MAPPING`` makes model serializers use it for model text columns.  Date-times
+are ``StrictDateTimeField``: one day inside Python's range, so that no time zone overflows them.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db import models
 from rest_framework import serializers
+
+from auditgate import timestamps
 
 
 class StrictStringMixin:
@@ -56,6 +60,19 @@ class StrictBooleanField(serializers.BooleanField):
         return super().to_internal_value(data)
 
 
+class StrictDateTimeField(serializers.DateTimeField):
+    """DRF refuses only the values it cannot convert to UTC itself; a value within a day of
+    year 1 or 9999 passed, and overflowed later in another time zone (a rule's, the policy's)."""
+
+    default_error_messages = {"out_of_range": timestamps.OUT_OF_RANGE}
+
+    def to_internal_value(self, value: Any) -> datetime:
+        result = super().to_internal_value(value)
+        if not timestamps.in_range(result):
+            self.fail("out_of_range")
+        return result
+
+
 STRICT_FIELD_MAPPING = {
     **serializers.ModelSerializer.serializer_field_mapping,
     models.CharField: StrictCharField,
@@ -65,4 +82,5 @@ STRICT_FIELD_MAPPING = {
     models.EmailField: StrictEmailField,
     models.GenericIPAddressField: StrictIPAddressField,
     models.BooleanField: StrictBooleanField,
+    models.DateTimeField: StrictDateTimeField,
 }

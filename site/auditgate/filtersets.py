@@ -2,17 +2,23 @@
 
 django-filter's boolean filter treats anything but true/false as "no filter" and its number
 filter accepts fractions for integer columns: a caller asking for ``enabled=ture`` would get
-every row and believe they were filtered.  Every FilterSet of the API derives from
-``StrictFilterSet``.
+every row and believe they were filtered.  Its date-time filters take any year, and a value
+within a day of year 1 or 9999 overflowed into a 500 once turned into UTC for the database
+(``auditgate.timestamps``).  Every FilterSet of the API derives from ``StrictFilterSet``, and
+declares its date-time filters as ``IsoDateTimeFilter`` from here.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import django_filters
 from django import forms
 from django.db import models
+from django_filters.fields import IsoDateTimeField as BaseIsoDateTimeField
+
+from auditgate import timestamps
 
 _TRUE, _FALSE = ("true", "True", "1"), ("false", "False", "0")
 
@@ -36,9 +42,22 @@ class IntegerFilter(django_filters.NumberFilter):
     field_class = forms.IntegerField
 
 
+class IsoDateTimeField(BaseIsoDateTimeField):
+    def to_python(self, value: Any) -> datetime | None:
+        result = super().to_python(value)
+        if result is not None and not timestamps.in_range(result):
+            raise forms.ValidationError(timestamps.OUT_OF_RANGE, code="out_of_range")
+        return result
+
+
+class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = IsoDateTimeField
+
+
 class StrictFilterSet(django_filters.FilterSet):
     FILTER_DEFAULTS = {
         **django_filters.FilterSet.FILTER_DEFAULTS,
+        models.DateTimeField: {"filter_class": IsoDateTimeFilter},
         models.BooleanField: {"filter_class": BooleanFilter},
         models.IntegerField: {"filter_class": IntegerFilter},
         models.BigIntegerField: {"filter_class": IntegerFilter},

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from drf_spectacular import authentication
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as BaseAutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
@@ -21,8 +22,14 @@ from rest_framework import permissions, serializers
 # status -> (description, {code: example detail}); the first code is the usual one.
 ERROR_CODES: dict[int, tuple[str, dict[str, str]]] = {
     400: (
-        "The request is invalid: `errors` has the messages per field.",
-        {"invalid": "The request is invalid."},
+        "The request is invalid: `errors` has the messages per field (`invalid`); or its body is not JSON the "
+        "API reads (`parse_error`: malformed, or nested deeper than 32 levels); or its `cursor` is not one the API "
+        "handed out (`invalid_cursor`).",
+        {
+            "invalid": "The request is invalid.",
+            "parse_error": "JSON parse error - nested deeper than 32 levels.",
+            "invalid_cursor": "Invalid cursor: follow the `next` or `previous` link of a page.",
+        },
     ),
     401: (
         "No usable credentials.",
@@ -39,9 +46,11 @@ ERROR_CODES: dict[int, tuple[str, dict[str, str]]] = {
             "permission_denied": "You do not have permission to perform this action.",
             "token_scope": "This token may not use the management API.",
             "source_ip_not_allowed": "This token may not be used from your address.",
+            "csrf_failed": "CSRF check failed: CSRF token missing. Reload the page that sent this form, or "
+            "authenticate with a token.",
         },
     ),
-    404: ("No such object (or not yours), or an invalid page or cursor.", {"not_found": "Not found."}),
+    404: ("No such object (or not yours), or a page past the end.", {"not_found": "Not found."}),
     411: (
         "The body was sent chunked, without a Content-Length. Send its length.",
         {"length_required": "Send a Content-Length: chunked request bodies are not accepted."},
@@ -110,8 +119,15 @@ class AutoSchema(BaseAutoSchema):
             statuses += [411, 415]
         return statuses
 
+    def get_filter_backends(self) -> list[Any]:
+        """drf-spectacular documents filters on lists only; a GET on a collection that reads the
+        same filters (the stats, the export) takes them too, and a client or fuzzer must see them."""
+        if self.method == "GET" and "{" not in self.path and getattr(self.view, "filterset_class", None):
+            return list(getattr(self.view, "filter_backends", []))
+        return super().get_filter_backends()
+
     def _is_paginated_list(self) -> bool:
-        """Pages past the end and invalid cursors are 404s (DRF's NotFound)."""
+        """Pages past the end are 404s (DRF's NotFound); a bad cursor is a 400 (auditgate.pagination)."""
         return self._get_paginator() is not None and self._is_list_view()
 
 
@@ -129,6 +145,12 @@ class TokenScheme(OpenApiAuthenticationExtension):
             "bearerFormat": "agt_<key id>_<secret>_<checksum>",
             "description": "An API token with the management scope. `Authorization: Token <token>` works too.",
         }
+
+
+class SessionScheme(authentication.SessionScheme):
+    """The session cookie, as drf-spectacular describes DRF's session authentication."""
+
+    target_class = "auditgate.csrf.SessionAuthentication"
 
 
 def allow_empty_query_values(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

@@ -131,6 +131,8 @@ HTTPS = env.bool("AUDITGATE_HTTPS", False)
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 CSRF_TRUSTED_ORIGINS = [f"{'https' if HTTPS else 'http'}://{host}" for host in ALLOWED_HOSTS]
+# Under /api/ (and for JSON clients) a CSRF refusal is JSON 403 csrf_failed, not Django's HTML page.
+CSRF_FAILURE_VIEW = "auditgate.csrf.csrf_failure"
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -142,7 +144,14 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # API tokens; on /api/ only tokens with the management scope (the gateway uses the base class).
         "apps.gateway.authentication.ManagementAPITokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        # DRF's, with CSRF refusals as 403 csrf_failed (auditgate.csrf).
+        "auditgate.csrf.SessionAuthentication",
+    ],
+    # JSON nested too deep is 400 parse_error, not a RecursionError (auditgate.parsers).
+    "DEFAULT_PARSER_CLASSES": [
+        "auditgate.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": [
@@ -206,6 +215,10 @@ TOKEN_LAST_USED_INTERVAL = 60
 # It only seals events written longer ago than this, so that an event with a lower id
 # that commits late is never skipped (keep it above the longest audit insert).
 AUDIT_SEAL_GRACE_SECONDS = env.int("AUDITGATE_AUDIT_SEAL_GRACE_SECONDS", 60)
+# No gateway exchange lasts longer (total_timeout <= 170 s, + connect 5 s, + the last write to a
+# slow client, socket-timeout 45 s): an attempt open longer is stuck, and audit_reconcile
+# closes it as interrupted, so that it holds the trail's sealing back for 5 minutes at most.
+AUDIT_OPEN_ATTEMPT_BOUND_SECONDS = 300
 # The HMAC keys that sign checkpoints, by id: "1:<secret>,2:<secret>". Each checkpoint keeps
 # the id of its key, so a new key can be added and made current while the older checkpoints
 # still verify. Only the sealer and `audit_verify` need them: the deploy keeps them in a

@@ -55,10 +55,13 @@ class MeView(APIView):
             "username": serializers.CharField(), "is_staff": serializers.BooleanField(),
             "groups": serializers.ListField(child=serializers.CharField()),
             "authentication": serializers.CharField(help_text="The authentication class that accepted you."),
+            "scopes": serializers.ListField(
+                child=serializers.CharField(), allow_null=True,
+                help_text="Your token's scopes on the management API; null for a session (not limited by scopes)."),
         }),
         examples=[OpenApiExample("An auditor", response_only=True, value={
             "username": "carol", "is_staff": False, "groups": ["auditor"],
-            "authentication": "ManagementAPITokenAuthentication"})],
+            "authentication": "ManagementAPITokenAuthentication", "scopes": ["audit:read"]})],
     )  # fmt: skip
     def get(self, request: Any) -> Response:
         user = request.user
@@ -68,5 +71,6 @@ class MeView(APIView):
                 "is_staff": user.is_staff,
                 "groups": sorted(user.groups.values_list("name", flat=True)),
                 "authentication": type(request.successful_authenticator).__name__,
+                "scopes": getattr(request.auth, "scopes", None),
             }
         )

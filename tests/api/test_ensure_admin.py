@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 from apps.audit.models import AuditEvent
 from apps.gateway import tokens
 from apps.gateway.models import APIToken
+from apps.gateway.scopes import SCOPES
 
 pytestmark = pytest.mark.django_db
 
@@ -31,11 +32,11 @@ def test_it_creates_the_admin_with_private_token_and_password_files(tmp_path, ca
     admin = User.objects.get(username="admin")
     assert admin.is_superuser and admin.is_staff
     token = token_in(tmp_path)
-    assert (token.user, token.label, token.all_upstreams, token.management_api) == (
+    assert (token.user, token.label, token.all_upstreams, token.scopes) == (
         admin,
         "admin (deploy)",
         True,
-        True,
+        list(SCOPES),
     )
     assert abs(token.expires_at - timezone.now() - timedelta(days=365)) < timedelta(minutes=1)
     assert admin.check_password((tmp_path / "admin-password").read_text().strip())

@@ -15,6 +15,7 @@ def test_me_says_who_and_how(client_for, make_user):
         "is_staff": False,
         "groups": ["auditor"],
         "authentication": "ManagementAPITokenAuthentication",
+        "scopes": ["audit:read", "policy:read", "policy:write", "tokens:read", "tokens:write"],
     }
 
 

@@ -10,6 +10,7 @@ from apps.audit.models import AuditEvent
 from apps.gateway import tokens
 from apps.gateway.authentication import token_cache
 from apps.gateway.models import APIToken, Upstream
+from apps.gateway.scopes import SCOPES
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +34,7 @@ def token_client(plaintext: str) -> APIClient:
 
 
 def issue(user, **options) -> tuple[APIToken, str]:
-    values = {"label": "test", "expires_at": timezone.now() + timedelta(days=30), "management_api": True}
+    values = {"label": "test", "expires_at": timezone.now() + timedelta(days=30), "scopes": SCOPES}
     return tokens.create_token(user=user, **{**values, **options})
 
 
@@ -53,7 +54,7 @@ def test_create_shows_the_plaintext_once_and_it_works(client_for, alice):
     assert parsed.key_id == body["key_id"]
     token = APIToken.objects.get(key_id=body["key_id"])
     assert (token.user, token.created_by, token.label) == (alice, alice, "laptop")
-    assert (token.all_upstreams, token.management_api, token.allowed_cidrs) == (False, False, [])
+    assert (token.all_upstreams, token.scopes, token.allowed_cidrs) == (False, [], [])
     assert "secret_hash" not in body and "pepper_id" not in body
     assert tokens.find_token(body["token"]) == token
 
@@ -251,7 +252,7 @@ def test_tokens_are_revoked_never_deleted(client_for, alice):
 
 
 def test_a_token_without_the_management_scope_gets_403_token_scope(alice):
-    token, plaintext = issue(alice, management_api=False, all_upstreams=True)
+    token, plaintext = issue(alice, scopes=[], all_upstreams=True)
     response = token_client(plaintext).get("/api/me/")
     assert (response.status_code, response.json()["code"]) == (403, "token_scope")
     event = AuditEvent.objects.get(event_type="auth.failed")
@@ -343,3 +344,117 @@ def test_the_admin_lists_and_revokes_tokens(admin_browser, alice):
     )
     assert APIToken.objects.get(pk=token.pk).revoked_at is not None
     assert AuditEvent.objects.filter(event_type="token.revoked", actor_username="root-admin").count() == 1
+
+
+# --- Scopes (issue 12, item 13) -----------------------------------------------------------
+
+
+def test_scopes_are_stored_known_deduplicated_and_in_order(client_for, alice):
+    payload = {"label": "job", "scopes": ["tokens:write", "audit:read", "audit:read"]}
+    body = client_for(alice).post(URL, payload, format="json").json()
+    assert (body["scopes"], body["management_api"]) == (["audit:read", "tokens:write"], True)
+    assert APIToken.objects.get(pk=body["id"]).scopes == ["audit:read", "tokens:write"]
+
+
+@pytest.mark.parametrize("scopes", [["admin"], "audit:read", [1], [True], [["audit:read"]], {"audit:read": 1}])
+def test_unknown_or_malformed_scopes_get_400_naming_the_field(client_for, alice, scopes):
+    response = client_for(alice).post(URL, {"label": "x", "scopes": scopes}, format="json")
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["scopes"])
+
+
+def test_management_api_true_is_the_former_flag_every_scope(client_for, alice):
+    body = client_for(alice).post(URL, {"label": "old client", "management_api": True}, format="json").json()
+    assert body["scopes"] == list(SCOPES)
+    twice = client_for(alice).post(URL, {"label": "x", "management_api": True, "scopes": []}, format="json")
+    assert (twice.status_code, list(twice.json()["errors"])) == (400, ["management_api"])
+
+
+def test_tokens_can_be_filtered_by_scope(client_for, admin_user, alice):
+    reader, _ = issue(alice, scopes=["audit:read"])
+    gateway_only, _ = issue(alice, scopes=[])
+    api = client_for(admin_user)
+    by_scope = {row["key_id"] for row in api.get(URL, {"user": "alice", "scope": "audit:read"}).json()["results"]}
+    assert by_scope == {reader.key_id}
+    without = {row["key_id"] for row in api.get(URL, {"user": "alice", "management_api": "false"}).json()["results"]}
+    assert without == {gateway_only.key_id}
+    with_any = {row["key_id"] for row in api.get(URL, {"user": "alice", "management_api": "true"}).json()["results"]}
+    assert with_any == {reader.key_id}
+
+
+def test_listing_tokens_needs_tokens_read_and_making_them_tokens_write(alice):
+    _, reader = issue(alice, scopes=["tokens:read"])
+    assert token_client(reader).get(URL).status_code == 200
+    response = token_client(reader).post(URL, {"label": "child"}, format="json")
+    assert (response.status_code, response.json()["code"]) == (403, "token_scope")
+    _, auditor = issue(alice, scopes=["audit:read"])
+    response = token_client(auditor).get(URL)
+    assert (response.status_code, response.json()["code"]) == (403, "token_scope")
+    assert not APIToken.objects.filter(label="child").exists()
+
+
+def test_a_token_without_tokens_write_cannot_revoke(alice):
+    target, _ = issue(alice)
+    _, reader = issue(alice, scopes=["tokens:read", "audit:read"])
+    response = token_client(reader).post(f"{detail_url(target)}revoke/")
+    assert (response.status_code, response.json()["code"]) == (403, "token_scope")
+    assert APIToken.objects.get(pk=target.pk).revoked_at is None
+
+
+@pytest.mark.parametrize(
+    ("scopes", "allowed"),
+    [
+        (["tokens:write"], True),
+        (["tokens:read"], True),  # included in tokens:write
+        (["audit:read"], False),
+        (["policy:read"], False),
+        (["tokens:write", "policy:write"], False),
+    ],
+)
+def test_a_token_cannot_mint_a_token_with_scopes_it_lacks(alice, scopes, allowed):
+    _, parent = issue(alice, scopes=["tokens:write"])
+    response = token_client(parent).post(URL, {"label": "child", "scopes": scopes}, format="json")
+    if allowed:
+        assert (response.status_code, response.json()["scopes"]) == (201, scopes)
+    else:
+        assert (response.status_code, list(response.json()["errors"])) == (400, ["scopes"])
+
+
+def test_a_token_cannot_mint_the_former_flag_when_it_lacks_a_scope(alice):
+    _, parent = issue(alice, scopes=["tokens:write", "audit:read"])
+    response = token_client(parent).post(URL, {"label": "child", "management_api": True}, format="json")
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["scopes"])
+
+
+def test_a_token_cannot_mint_one_that_outlives_it(alice):
+    parent, plaintext = issue(alice, scopes=["tokens:write"], expires_at=timezone.now() + timedelta(days=5))
+    later = token_client(plaintext).post(URL, {"label": "child", "expires_in_days": 30}, format="json")
+    assert (later.status_code, list(later.json()["errors"])) == (400, ["expires_at"])
+    default = token_client(plaintext).post(URL, {"label": "child"}, format="json")
+    assert default.status_code == 201
+    assert APIToken.objects.get(pk=default.json()["id"]).expires_at == parent.expires_at
+
+
+def test_a_limited_token_of_an_admin_sees_and_makes_only_its_users_tokens(admin_user, bob):
+    crm = Upstream.objects.create(name="crm", base_url="http://crm.internal")
+    theirs, _ = issue(bob)
+    _, plaintext = issue(admin_user, scopes=["tokens:write"], upstreams=[crm])
+    api = token_client(plaintext)
+    assert {row["user"] for row in api.get(URL).json()["results"]} == {"root-admin"}
+    assert api.get(detail_url(theirs)).status_code == 404
+    assert api.post(f"{detail_url(theirs)}revoke/").status_code == 404
+    response = api.post(URL, {"label": "for bob", "user": "bob", "upstreams": ["crm"]}, format="json")
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["user"])
+    assert not bob.api_tokens.filter(label="for bob").exists()
+
+
+def test_the_admin_gives_a_token_the_scopes_ticked_and_no_others(admin_browser, alice):
+    expires = (timezone.now() + timedelta(days=10)).strftime("%Y-%m-%d")
+    form = {"user": alice.pk, "label": "ticked", "expires_at_0": expires, "expires_at_1": "12:00:00"}
+    # follow: the pages shown after each creation take its message (the plaintext) with them.
+    admin_browser.post("/admin/gateway/apitoken/add/", {**form, "scopes": ["tokens:read", "audit:read"]}, follow=True)
+    admin_browser.post("/admin/gateway/apitoken/add/", {**form, "label": "none ticked"}, follow=True)
+    assert APIToken.objects.get(label="ticked").scopes == ["audit:read", "tokens:read"]
+    assert APIToken.objects.get(label="none ticked").scopes == []
+    listed = admin_browser.get("/admin/gateway/apitoken/", {"scope": "audit:read"}).content.decode()
+    assert APIToken.objects.get(label="ticked").key_id in listed
+    assert APIToken.objects.get(label="none ticked").key_id not in listed

@@ -75,10 +75,16 @@ def manage_ok(*args: str, timeout: int = 120) -> str:
     return result.stdout
 
 
-def fresh_token(username: str) -> str:
-    """A one-day management token for ``username`` (created, as a service account, if missing)."""
+# Every management scope (create_token gives none unless asked).
+ALL_SCOPES = ("audit:read", "policy:read", "policy:write", "tokens:read", "tokens:write")
+
+
+def fresh_token(username: str, *options: str) -> str:
+    """A one-day token for ``username`` (created, as a service account, if missing): every
+    upstream and every management scope, unless ``options`` (create_token's) say which."""
     args = ["create_token", username, "--create-user", "--label", "deployed tests", "--days", "1"]
-    return manage_ok(*args, "--management-api").strip()
+    scopes = [arg for scope in ALL_SCOPES for arg in ("--scope", scope)]
+    return manage_ok(*args, *(options or scopes)).strip()
 
 
 @pytest.fixture(scope="session")

@@ -113,20 +113,36 @@ def test_attempts_of_a_dead_process_are_reconciled_as_interrupted(make_event):
     alive = make_event(completed_at=None, status=None, worker=f"{socket.gethostname()}/{os.getpid()}")
     old = make_event(completed_at=None, status=None, worker="other-host/1",
                      occurred_at=timezone.now() - timedelta(hours=25))  # fmt: skip
-    make_event(completed_at=None, status=None, worker="other-host/2", occurred_at=timezone.now() - timedelta(hours=2))
+    make_event(completed_at=None, status=None, worker="other-host/2", occurred_at=timezone.now() - timedelta(minutes=2))
     assert reconcile() == [dead.pk, old.pk]
     assert AuditEvent.objects.get(pk=dead.pk).error == "interrupted"
     assert AuditEvent.objects.get(pk=alive.pk).completed_at is None
     assert reconcile() == []  # never twice
 
 
-def test_a_long_stream_of_a_live_process_is_not_reconciled_for_a_day_but_a_reused_pid_is(make_event):
+def test_an_attempt_of_a_live_process_is_closed_past_the_bound_no_exchange_can_outlive(make_event, settings):
+    """No exchange outlives AUDIT_OPEN_ATTEMPT_BOUND_SECONDS (the upstreams' total_timeout caps it):
+    an attempt still open after it holds the trail's sealing back for nothing."""
+    from apps.audit.recording import WORKER
+    from apps.gateway.models.upstreams import MAX_TOTAL_TIMEOUT
+
+    assert settings.AUDIT_OPEN_ATTEMPT_BOUND_SECONDS > MAX_TOTAL_TIMEOUT + 45 + 5  # + socket-timeout + connect
+    bound = timedelta(seconds=settings.AUDIT_OPEN_ATTEMPT_BOUND_SECONDS)
+    streaming = make_event(completed_at=None, status=None, worker=WORKER,
+                           occurred_at=timezone.now() - bound + timedelta(seconds=30))  # fmt: skip
+    stuck = make_event(completed_at=None, status=None, worker=WORKER,
+                       occurred_at=timezone.now() - bound - timedelta(seconds=30))  # fmt: skip
+    assert reconcile() == [stuck.pk]
+    assert AuditEvent.objects.get(pk=streaming.pk).completed_at is None
+
+
+def test_a_stream_of_a_live_process_is_not_reconciled_within_the_bound_but_a_reused_pid_is(make_event):
     from apps.audit.recording import WORKER
 
     started = WORKER.rpartition("@")[2]
     assert started == process_start(os.getpid())
     streaming = make_event(completed_at=None, status=None, worker=WORKER,
-                           occurred_at=timezone.now() - timedelta(hours=23))  # fmt: skip
+                           occurred_at=timezone.now() - timedelta(minutes=2))  # fmt: skip
     reused = make_event(completed_at=None, status=None, worker=f"{socket.gethostname()}/{os.getpid()}@{started}1")
     assert reconcile() == [reused.pk]
     assert AuditEvent.objects.get(pk=streaming.pk).completed_at is None

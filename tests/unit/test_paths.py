@@ -1,6 +1,7 @@
 import pytest
 
 from apps.gateway import paths
+from tests.hostile_inputs import AMBIGUOUS_PATHS
 
 
 @pytest.mark.parametrize(
@@ -11,7 +12,8 @@ from apps.gateway import paths
         ("/a//b/", "/a/b/"),
         ("/a%20b/%C3%BC", "/a b/ü"),
         ("/%7Euser", "/~user"),
-        ("/a;b=c,d", "/a;b=c,d"),
+        ("/a=b,c:d@e", "/a=b,c:d@e"),
+        ("/caf%C3%A9/%E6%97%A5%E6%9C%AC", "/café/日本"),
     ],
 )
 def test_it_decodes_once_and_normalises(raw, expected):
@@ -39,6 +41,12 @@ def test_it_decodes_once_and_normalises(raw, expected):
     ],
 )
 def test_it_refuses_what_could_be_read_two_ways(raw):
+    with pytest.raises(paths.InvalidPath):
+        paths.normalise(raw)
+
+
+@pytest.mark.parametrize("raw", AMBIGUOUS_PATHS)
+def test_it_refuses_what_common_upstreams_read_as_another_path(raw):
     with pytest.raises(paths.InvalidPath):
         paths.normalise(raw)
 

@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import io
 import re
 import time
 import zlib
@@ -9,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
@@ -21,6 +23,7 @@ from apps.gateway.authentication import APITokenAuthentication, ManagementAPITok
 from apps.gateway.cache import TTLCache
 from apps.gateway.models import APIToken, Upstream
 from apps.gateway.models.tokens import TokenStatus, normalise_cidrs
+from apps.gateway.scopes import SCOPES
 
 FORMAT = re.compile(r"agt_[A-Za-z0-9]{12}_[A-Za-z0-9]{32}_[A-Za-z0-9]{6}")
 
@@ -445,3 +448,135 @@ def test_each_refusal_is_audited_once_by_the_management_api_and_never_by_the_gat
         401,
     )
     assert (event.token_key_id, event.source_ip) == (token.key_id, "192.0.2.10")
+
+
+# --- Management scopes (issue 12, item 13) -----------------------------------------------
+
+
+def test_new_tokens_have_no_management_scope_unless_asked(make_token):
+    token, plaintext = make_token()
+    assert token.scopes == [] and not token.uses_management_api
+    assert authenticate(plaintext)  # the gateway only
+    assert refusal(plaintext, auth=ManagementAPITokenAuthentication).get_codes() == "token_scope"
+
+
+def test_a_write_scope_includes_its_read_scope_and_nothing_else(make_token):
+    token, _ = make_token(scopes=["policy:write", "tokens:write"])
+    assert [scope for scope in SCOPES if token.has_scope(scope)] == [
+        "policy:read",
+        "policy:write",
+        "tokens:read",
+        "tokens:write",
+    ]
+    reader, _ = make_token(scopes=["policy:read"])
+    assert not reader.has_scope("policy:write")
+
+
+def test_scopes_are_checked_and_normalised_on_creation(make_token):
+    token, _ = make_token(scopes=("tokens:write", "audit:read", "tokens:write"))
+    assert token.scopes == ["audit:read", "tokens:write"]
+    for bad in (["admin"], ["audit:read", "read_api"], "audit:read"):
+        with pytest.raises(ValidationError) as caught:
+            make_token(scopes=bad)
+        assert "scopes" in caught.value.message_dict
+
+
+def test_the_upstream_limit_is_read_from_the_cached_row(make_token, django_assert_num_queries):
+    crm = Upstream.objects.create(name="crm", base_url="http://crm")
+    _, scoped = make_token(all_upstreams=False, upstreams=[crm], scopes=["audit:read"])
+    everything, _ = make_token(all_upstreams=True)
+    _, token = authenticate(scoped)
+    with django_assert_num_queries(0):
+        assert token.upstream_ids() == frozenset({crm.pk})
+    assert everything.upstream_ids() is None
+
+
+def create_token_command(*args: str) -> tuple[APIToken, str]:
+    out = io.StringIO()
+    call_command("create_token", *args, "--label", "cli", stdout=out, stderr=io.StringIO())
+    plaintext = out.getvalue().strip()
+    return tokens.find_token(plaintext), plaintext
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ([], []),
+        (["--scope", "audit:read"], ["audit:read"]),
+        (["--scope", "tokens:write", "--scope", "audit:read"], ["audit:read", "tokens:write"]),
+        (["--management-api"], list(SCOPES)),  # the former flag, for old scripts
+    ],
+)
+def test_create_token_gives_only_the_scopes_asked_for(make_user, options, expected):
+    user = make_user()
+    token, _ = create_token_command(user.username, *options)
+    assert token.scopes == expected
+
+
+def test_create_token_refuses_an_unknown_scope(make_user):
+    with pytest.raises(CommandError):
+        call_command("create_token", make_user().username, "--label", "x", "--scope", "admin", stderr=io.StringIO())
+
+
+def test_ensure_admin_replaces_a_deploy_token_that_lacks_a_scope(make_user, tmp_path):
+    admin = make_user("admin", staff=True)
+    _, old = make_token_for(admin, scopes=["audit:read", "policy:write"], all_upstreams=True)
+    (tmp_path / "admin-token").write_text(old + "\n")
+    files = {"token_file": tmp_path / "admin-token", "password_file": tmp_path / "admin-password"}
+    call_command("ensure_admin", **files, stdout=io.StringIO())
+    token = tokens.find_token((tmp_path / "admin-token").read_text().strip())
+    assert (token.user, token.all_upstreams, token.scopes) == (admin, True, list(SCOPES))
+
+
+def make_token_for(user, **options) -> tuple[APIToken, str]:
+    return tokens.create_token(user=user, label="old", expires_at=timezone.now() + timedelta(days=300),
+                               max_lifetime_days=365, **options)  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_gives_former_management_tokens_every_scope_and_others_none():
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = (
+        [("gateway", "0002_upstream_deadline_rewrite_headers_rule_case")],
+        [("gateway", "0003_apitoken_scopes")],
+    )
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        old_apps = executor.loader.project_state(before).apps
+        user = old_apps.get_model("auth", "User").objects.create(username="upgrader")
+        old_token = old_apps.get_model("gateway", "APIToken")
+        common = {"user_id": user.pk, "label": "old", "expires_at": timezone.now() + timedelta(days=1), "pepper_id": 1}
+        admin = old_token.objects.create(key_id="A" * 12, secret_hash="0" * 64, management_api=True, **common)
+        gateway_only = old_token.objects.create(key_id="B" * 12, secret_hash="0" * 64, management_api=False, **common)
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        new_token = executor.loader.project_state(after).apps.get_model("gateway", "APIToken")
+        assert new_token.objects.get(pk=admin.pk).scopes == list(SCOPES)
+        assert new_token.objects.get(pk=gateway_only.pk).scopes == []
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_the_previous_release_still_writes_and_reads_tokens_during_a_deploy(make_user):
+    """Until its processes restart, the previous release inserts tokens without ``scopes``
+    and reads ``management_api``: both columns have database defaults (fail closed)."""
+    user, now = make_user(), timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO gateway_apitoken (key_id, secret_hash, pepper_id, user_id, label, created_at, expires_at,"
+            " enabled, all_upstreams, allowed_cidrs, management_api) VALUES"
+            " (%s, %s, 1, %s, 'old release', %s, %s, 1, 1, '[]', 0)",
+            ["C" * 12, "0" * 64, user.pk, now, now + timedelta(days=1)],
+        )
+        cursor.execute(
+            "INSERT INTO gateway_apitoken (key_id, secret_hash, pepper_id, user_id, label, created_at, expires_at,"
+            " enabled, all_upstreams, allowed_cidrs) VALUES (%s, %s, 1, %s, 'new release', %s, %s, 1, 1, '[]')",
+            ["D" * 12, "0" * 64, user.pk, now, now + timedelta(days=1)],
+        )
+        cursor.execute("SELECT management_api FROM gateway_apitoken WHERE key_id = %s", ["D" * 12])
+        assert cursor.fetchone() == (0,)
+    assert APIToken.objects.get(key_id="C" * 12).scopes == []

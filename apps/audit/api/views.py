@@ -14,7 +14,6 @@ from drf_spectacular.utils import (
 from rest_framework import generics, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
@@ -25,22 +24,19 @@ from apps.audit.api.serializers import AuditEventSerializer, AuditStatsSerialize
 from apps.audit.filtersets import AuditEventFilterSet
 from apps.audit.models import AuditEvent
 from apps.audit.permissions import IsAuditor, is_auditor
+from apps.gateway.api.permissions import TokenScope, limit_to_token_upstreams, refuse, token_upstream_ids
+from apps.gateway.scopes import AUDIT_READ
+from auditgate.pagination import CursorPagination
 
 
 class AuditEventPagination(CursorPagination):
     # Cursor pagination: constant cost per page at any table size (no OFFSET, no COUNT),
     # newest first by (occurred_at, seq); every filter has an index (filter column, time).
+    # The base checks the cursor and page_size (a 400, never a 500 or a silent default).
     ordering = ("-occurred_at", "-id")
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
-
-    def get_page_size(self, request: Any) -> int:
-        # DRF falls back to the default for a page_size it cannot read; say so instead.
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw is not None and not (raw.isdigit() and 1 <= int(raw) <= self.max_page_size):
-            raise ValidationError({"page_size": [f"An integer from 1 to {self.max_page_size}."]})
-        return super().get_page_size(request)
 
 
 class CSVRenderer(BaseRenderer):
@@ -97,13 +93,17 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = AuditEvent.objects.all()
     serializer_class = AuditEventSerializer
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, TokenScope]
+    read_scope = AUDIT_READ
 
     def get_queryset(self) -> QuerySet[AuditEvent]:
-        # Auditors and admins read everything; everyone else only their own events.
+        # Auditors and admins read everything; everyone else only their own events; and a
+        # token limited to some upstreams only their events (list, detail and export alike).
         if is_auditor(self.request.user):
-            return AuditEvent.objects.all()
-        return AuditEvent.objects.filter(actor_id=self.request.user.pk)
+            queryset = AuditEvent.objects.all()
+        else:
+            queryset = AuditEvent.objects.filter(actor_id=self.request.user.pk)
+        return limit_to_token_upstreams(queryset, self.request, "upstream_id")
 
     def list(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         response = super().list(request, *args, **kwargs)  # the page first: it need not show its own read
@@ -166,7 +166,8 @@ class AuditVerifyView(APIView):
     kept from it on purpose): ``manage.py audit_verify`` on the host checks those too.
     """
 
-    permission_classes = [IsAuditor]
+    permission_classes = [IsAuditor, TokenScope]
+    read_scope = AUDIT_READ
 
     @extend_schema(
         summary="Verify the audit hash chain",
@@ -174,6 +175,8 @@ class AuditVerifyView(APIView):
         examples=[OpenApiExample("Intact", value=VERIFY_EXAMPLE, response_only=True)],
     )
     def get(self, request: Any) -> Response:
+        if token_upstream_ids(request) is not None:
+            refuse(request, "The chain covers every upstream's events: a token limited to some may not verify it.")
         report = sealing.verify()
         events.record(events.AUDIT_VERIFIED, request=request, reason="ok" if report.ok else "not_intact")
         return Response(report.as_dict())
@@ -201,7 +204,8 @@ class AuditStatsView(generics.GenericAPIView):
     (default: the last 24 hours) and every filter of the event list.
     """
 
-    permission_classes = [IsAuditor]
+    permission_classes = [IsAuditor, TokenScope]
+    read_scope = AUDIT_READ
     queryset = AuditEvent.objects.all()
     # Declared for the schema and the browsable API's filter form; get() applies the filters itself.
     filter_backends = [DjangoFilterBackend]
@@ -218,7 +222,8 @@ class AuditStatsView(generics.GenericAPIView):
         bucket = request.query_params.get("bucket", "hour")
         if bucket not in stats.BUCKETS:
             raise ValidationError({"bucket": [f"One of {', '.join(stats.BUCKETS)}."]})
-        filterset = AuditEventFilterSet(request.query_params, queryset=AuditEvent.objects.all(), request=request)
+        events_seen = limit_to_token_upstreams(AuditEvent.objects.all(), request, "upstream_id")
+        filterset = AuditEventFilterSet(request.query_params, queryset=events_seen, request=request)
         if not filterset.is_valid():
             raise ValidationError(filterset.errors)
         after, before = stats.window(filterset.form.cleaned_data.get("occurred_after"),

@@ -14,7 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
-from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,6 +25,7 @@ from apps.gateway.choices import IntrospectionReason
 from apps.gateway.introspection import Introspection, authenticate_caller, introspect
 from auditgate.errors import error_body
 from auditgate.openapi import ErrorSerializer
+from auditgate.parsers import JSONParser
 
 
 def basic_credentials(request: Any) -> tuple[str, str] | None:

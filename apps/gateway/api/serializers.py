@@ -13,7 +13,7 @@ from apps.gateway.models import AccessRule, Upstream
 from apps.gateway.models.rules import Subject
 from apps.gateway.targets import check_base_url
 from apps.gateway.validators import validate_cidrs
-from auditgate.fields import STRICT_FIELD_MAPPING, StrictCharField
+from auditgate.fields import STRICT_FIELD_MAPPING, StrictCharField, StrictDateTimeField
 
 # Related objects are named in a text input of the browsable API's form, never a dropdown of
 # every user or upstream (which would also show them to anyone who may open the form).
@@ -40,9 +40,10 @@ class UpstreamSerializer(serializers.HyperlinkedModelSerializer):
         model = Upstream
         fields = (
             "url", "id", "name", "base_url", "enabled", "internal", "description",
-            "connect_timeout", "read_timeout", "max_request_bytes", "max_response_bytes", "allowed_methods",
-            "preserve_host", "forward_cookies", "fail_open", "credential_header", "credential_value", "has_credential",
-            "identity_key", "has_identity_key", "created_at", "updated_at",
+            "connect_timeout", "read_timeout", "total_timeout", "max_request_bytes", "max_response_bytes",
+            "allowed_methods", "preserve_host", "forward_cookies", "forward_rewrite_headers", "fail_open",
+            "credential_header", "credential_value", "has_credential", "identity_key", "has_identity_key",
+            "created_at", "updated_at",
         )  # fmt: skip
 
     def get_has_credential(self, upstream: Upstream) -> bool:
@@ -91,7 +92,8 @@ class AccessRuleSerializer(serializers.ModelSerializer):
         model = AccessRule
         fields = (
             "url", "id", "upstream", "subject", "user", "group", "effect", "priority", "methods",
-            "path_match", "path_pattern", "source_cidrs", "days", "start_time", "end_time", "time_zone",
+            "path_match", "path_pattern", "case_insensitive", "source_cidrs", "days", "start_time", "end_time",
+            "time_zone",
             "valid_from", "valid_until", "enabled", "description", "created_at", "updated_at",
         )  # fmt: skip
 
@@ -138,7 +140,7 @@ class PolicyCheckSerializer(serializers.Serializer):
     method = serializers.ChoiceField(choices=HTTP_METHODS)
     path = StrictCharField(max_length=2000)
     source_ip = serializers.IPAddressField(required=False, allow_null=True)
-    at = serializers.DateTimeField(required=False, help_text="Default: now.")
+    at = StrictDateTimeField(required=False, help_text="Default: now.")
 
     def validate_path(self, value: str) -> str:
         try:

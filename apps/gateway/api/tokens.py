@@ -3,8 +3,14 @@
 The plaintext token is in the create response only; no other response has it or
 its hash.  ``POST .../revoke/`` revokes (the row stays, for the audit trail, and there
 is no ``DELETE``); a token is never updated, so scopes and secret stay as created.
-A request authenticated by a token cannot create a token with wider upstream or
-network scopes than its own.
+
+A request authenticated by a token needs ``tokens:read`` to list and ``tokens:write``
+to create or revoke, and cannot create a token with more than its own: more scopes,
+other upstreams, wider networks or a later expiry.  A token limited to some upstreams
+sees and makes only its own user's tokens, also when that user is an administrator.
+New tokens have no management scope unless asked: they may call the gateway only.
+``management_api`` is the former flag, kept for old clients: it reads as "has any
+scope", and ``true`` on creation asks for every scope.
 """
 
 from __future__ import annotations
@@ -23,14 +29,27 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.gateway import scopes as token_scopes
 from apps.gateway import tokens
+from apps.gateway.api.permissions import TokenScope, request_token
 from apps.gateway.models import APIToken, Upstream
 from apps.gateway.models.tokens import MAX_CIDRS, SHOWN_FIELDS, normalise_cidrs
-from auditgate.fields import STRICT_FIELD_MAPPING, StrictCharField
-from auditgate.filtersets import StrictFilterSet
+from auditgate.fields import (
+    STRICT_FIELD_MAPPING,
+    StrictBooleanField,
+    StrictCharField,
+    StrictDateTimeField,
+    StrictStringMixin,
+)
+from auditgate.filtersets import BooleanFilter, StrictFilterSet
+
+
+class ScopeField(StrictStringMixin, serializers.ChoiceField):
+    default_error_messages = {"not_a_string": "Expected a string."}
 
 
 class APITokenSerializer(serializers.ModelSerializer):
@@ -43,18 +62,30 @@ class APITokenSerializer(serializers.ModelSerializer):
         slug_field="username", read_only=True, allow_null=True, help_text="Null when made on the host (manage.py)."
     )
     status = serializers.SerializerMethodField()
-    expires_at = serializers.DateTimeField(required=False, help_text="Default and maximum: now + the maximum lifetime.")
+    expires_at = StrictDateTimeField(required=False, help_text="Default and maximum: now + the maximum lifetime.")
     # The upper bound only keeps the date computable; the deployment's maximum lifetime applies too.
     expires_in_days = serializers.IntegerField(write_only=True, required=False, min_value=1, max_value=36500)
     upstreams = serializers.SlugRelatedField(
         slug_field="name", queryset=Upstream.objects.all(), many=True, required=False
     )
     allowed_cidrs = serializers.ListField(child=StrictCharField(max_length=64), required=False, max_length=MAX_CIDRS)
+    scopes = serializers.ListField(
+        child=ScopeField(choices=token_scopes.SCOPE_CHOICES),
+        required=False,
+        max_length=len(token_scopes.SCOPES),
+        help_text="What it may do on the management API: audit:read, policy:read, policy:write (includes "
+        "policy:read), tokens:read, tokens:write (includes tokens:read). Default: none, the gateway only.",
+    )
+    management_api = StrictBooleanField(
+        source="uses_management_api",
+        required=False,
+        help_text="Deprecated (use scopes): whether it has any scope; true on creation asks for every scope.",
+    )
 
     class Meta:
         model = APIToken
         # expires_in_days is write-only: another way to give expires_at on creation.
-        fields = ("url", "id", *SHOWN_FIELDS, "expires_in_days")
+        fields = ("url", "id", *SHOWN_FIELDS, "management_api", "expires_in_days")
         read_only_fields = ("key_id", "created_at", "revoked_at", "enabled", "last_used_at", "last_used_ip")
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -81,17 +112,27 @@ class APITokenSerializer(serializers.ModelSerializer):
         except ValueError as exc:
             raise serializers.ValidationError(str(exc), code="invalid_cidr") from None
 
+    def validate_scopes(self, value: list[str]) -> list[str]:
+        return token_scopes.normalise_scopes(value)
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs["expires_at"] = self._expiry(attrs)
+        parent = request_token(self.context.get("request"))
+        attrs["expires_at"] = self._expiry(attrs, parent)
         attrs.pop("expires_in_days", None)
-        request = self.context.get("request")
-        if isinstance(getattr(request, "auth", None), APIToken):
-            _check_within_scopes(attrs, request.auth)
+        if attrs.pop("uses_management_api", False):
+            if "scopes" in attrs:
+                raise serializers.ValidationError(
+                    {"management_api": ["Give scopes or management_api, not both."]}, code="scopes_twice"
+                )
+            attrs["scopes"] = list(token_scopes.SCOPES)
+        if parent is not None:
+            _check_within_scopes(attrs, parent, self.context["request"].user)
         return attrs
 
     @staticmethod
-    def _expiry(attrs: dict[str, Any]) -> Any:
-        """``expires_at``, or now + ``expires_in_days``, or the default; within the maximum lifetime."""
+    def _expiry(attrs: dict[str, Any], parent: APIToken | None) -> Any:
+        """``expires_at``, or now + ``expires_in_days``, or the default; within the maximum lifetime.
+        The default for a token made by a token is at most the expiry of the one making it."""
         if "expires_at" in attrs and "expires_in_days" in attrs:
             raise serializers.ValidationError(
                 {"expires_in_days": ["Give expires_at or expires_in_days, not both."]}, code="expiry_twice"
@@ -100,8 +141,12 @@ class APITokenSerializer(serializers.ModelSerializer):
         field = "expires_in_days" if "expires_in_days" in attrs else "expires_at"
         if "expires_in_days" in attrs:
             expires_at = now + timedelta(days=attrs["expires_in_days"])
+        elif attrs.get("expires_at"):
+            expires_at = attrs["expires_at"]
         else:
-            expires_at = attrs.get("expires_at") or tokens.default_expiry(now)
+            expires_at = tokens.default_expiry(now)
+            if parent is not None:
+                expires_at = min(expires_at, parent.expires_at)
         try:
             tokens.check_expiry(expires_at, now=now, max_lifetime_days=settings.TOKEN_MAX_LIFETIME_DAYS)
         except DjangoValidationError as exc:
@@ -117,11 +162,13 @@ def _networks_within(networks: list[str], outer: list[str]) -> bool:
     )
 
 
-def _check_within_scopes(attrs: dict[str, Any], parent: APIToken) -> None:
-    """A request authenticated by a token may not mint a broader one: an upstream- or
-    network-restricted token must not be able to escape its own restrictions."""
+def _check_within_scopes(attrs: dict[str, Any], parent: APIToken, user: Any) -> None:
+    """A request authenticated by a token may not mint a broader one: a token must not be
+    able to escape its own restrictions (upstreams, networks, scopes, expiry) through a new one."""
     errors = {}
     if not parent.all_upstreams:
+        if attrs.get("user", user) != user:
+            errors["user"] = ["The token making this request is limited to some upstreams: only its own user."]
         allowed = {upstream.pk for upstream in parent.upstreams.all()}
         if attrs.get("all_upstreams"):
             errors["all_upstreams"] = ["The token making this request is limited to some upstreams."]
@@ -131,23 +178,41 @@ def _check_within_scopes(attrs: dict[str, Any], parent: APIToken) -> None:
         errors["allowed_cidrs"] = [
             f"Only networks within those of the token making this request: {parent.allowed_cidrs}."
         ]
+    beyond = set(attrs.get("scopes", ())) - token_scopes.effective(parent.scopes or ())
+    if beyond:
+        errors["scopes"] = [f"Scopes the token making this request lacks: {', '.join(sorted(beyond))}."]
+    if attrs["expires_at"] > parent.expires_at:
+        errors["expires_at"] = ["Not after the expiry of the token making this request."]
     if errors:
         raise serializers.ValidationError(errors, code="exceeds_token_scope")
 
 
 class APITokenFilterSet(StrictFilterSet):
     user = django_filters.CharFilter(field_name="user__username")
+    scope = django_filters.ChoiceFilter(
+        choices=token_scopes.SCOPE_CHOICES, method="filter_scope", help_text="Tokens that were given this scope."
+    )
+    management_api = BooleanFilter(
+        method="filter_management_api", help_text="Deprecated (use scope): tokens with any scope, or with none."
+    )
 
     class Meta:
         model = APIToken
-        fields = ("user", "management_api", "all_upstreams")
+        fields = ("user", "scope", "management_api", "all_upstreams")
+
+    def filter_scope(self, queryset: QuerySet[APIToken], name: str, value: str) -> QuerySet[APIToken]:
+        return queryset.filter(scopes__contains=[value])
+
+    def filter_management_api(self, queryset: QuerySet[APIToken], name: str, value: bool) -> QuerySet[APIToken]:
+        return queryset.filter(scopes=[]) if value is False else queryset.exclude(scopes=[])
 
 
 TOKEN_RESPONSE = {
     "url": "https://gate.example/api/tokens/5/", "id": 5, "key_id": "k3J9x2Qa", "label": "report job",
     "user": "alice", "status": "active", "created_at": "2026-03-01T10:00:00Z", "created_by": "alice",
     "expires_at": "2026-03-31T10:00:00Z", "revoked_at": None, "enabled": True, "all_upstreams": False,
-    "upstreams": ["crm"], "management_api": False, "allowed_cidrs": [], "last_used_at": None, "last_used_ip": None,
+    "upstreams": ["crm"], "scopes": [], "allowed_cidrs": [], "last_used_at": None, "last_used_ip": None,
+    "management_api": False,
 }  # fmt: skip
 _token_example = OpenApiExample("A token", value=TOKEN_RESPONSE, response_only=True)
 
@@ -189,12 +254,15 @@ class APITokenViewSet(
 
     serializer_class = APITokenSerializer
     filterset_class = APITokenFilterSet
+    permission_classes = [IsAuthenticated, TokenScope]
+    read_scope, write_scope = token_scopes.TOKENS_READ, token_scopes.TOKENS_WRITE
 
     queryset = APIToken.objects.none()  # for the schema; get_queryset() decides what a user sees
 
     def get_queryset(self) -> QuerySet[APIToken]:
         queryset = APIToken.objects.select_related("user", "created_by").prefetch_related("upstreams")
-        if self.request.user.is_staff:
+        token = request_token(self.request)
+        if self.request.user.is_staff and (token is None or token.all_upstreams):
             return queryset
         return queryset.filter(user=self.request.user)
 

@@ -10,6 +10,14 @@ from rest_framework.views import APIView
 
 from apps.audit import events
 from apps.gateway import actions
+from apps.gateway import scopes as token_scopes
+from apps.gateway.api.permissions import (
+    TokenScope,
+    check_upstream,
+    limit_to_token_upstreams,
+    refuse,
+    token_upstream_ids,
+)
 from apps.gateway.api.serializers import AccessRuleSerializer, PolicyCheckSerializer, UpstreamSerializer
 from apps.gateway.filtersets import AccessRuleFilterSet, UpstreamFilterSet
 from apps.gateway.models import AccessRule, Upstream
@@ -56,8 +64,9 @@ UPSTREAM_REQUEST = {"name": "crm", "base_url": "https://crm.example.com:8443", "
 UPSTREAM_RESPONSE = {
     "url": "https://gate.example/api/upstreams/3/", "id": 3, "name": "crm", "base_url": "https://crm.example.com:8443",
     "enabled": True, "internal": False, "description": "Customer records", "connect_timeout": 5.0,
-    "read_timeout": 30.0, "max_request_bytes": 10485760, "max_response_bytes": 1073741824,
-    "allowed_methods": ["GET", "POST"], "preserve_host": False, "forward_cookies": False, "fail_open": False,
+    "read_timeout": 30.0, "total_timeout": 120.0, "max_request_bytes": 10485760, "max_response_bytes": 1073741824,
+    "allowed_methods": ["GET", "POST"], "preserve_host": False, "forward_cookies": False,
+    "forward_rewrite_headers": False, "fail_open": False,
     "credential_header": "X-Api-Key", "has_credential": True, "has_identity_key": False,
     "created_at": "2026-03-01T10:00:00Z", "updated_at": "2026-03-01T10:00:00Z",
 }  # fmt: skip
@@ -68,7 +77,8 @@ RULE_REQUEST = {
 RULE_RESPONSE = {
     "url": "https://gate.example/api/rules/12/", "id": 12, "upstream": "crm", "subject": "user", "user": "alice",
     "group": None, "effect": "allow", "priority": 100, "methods": ["GET"], "path_match": "prefix",
-    "path_pattern": "/reports", "source_cidrs": [], "days": [0, 1, 2, 3, 4], "start_time": "08:00:00",
+    "path_pattern": "/reports", "case_insensitive": False, "source_cidrs": [], "days": [0, 1, 2, 3, 4],
+    "start_time": "08:00:00",
     "end_time": "18:00:00", "time_zone": "Europe/Berlin", "valid_from": None, "valid_until": None, "enabled": True,
     "description": "", "created_at": "2026-03-01T10:00:00Z", "updated_at": "2026-03-01T10:00:00Z",
 }  # fmt: skip
@@ -76,28 +86,77 @@ RULE_RESPONSE = {
 
 @crud_schema("upstream", "upstreams", UPSTREAM_REQUEST, UPSTREAM_RESPONSE)
 class UpstreamViewSet(AuditedModelViewSet):
+    """A token limited to some upstreams lists only those, may not create one, and may
+    not repoint its own (``TARGET_FIELDS``): that would send their callers and injected
+    credential to another service, maybe one behind an upstream it may not use."""
+
     queryset = Upstream.objects.all()
     serializer_class = UpstreamSerializer
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAdminUser, TokenScope]
+    read_scope, write_scope = token_scopes.POLICY_READ, token_scopes.POLICY_WRITE
     filterset_class = UpstreamFilterSet
     event_types = {"created": events.UPSTREAM_CREATED, "updated": events.UPSTREAM_UPDATED,
                    "deleted": events.UPSTREAM_DELETED}  # fmt: skip
+    TARGET_FIELDS = ("base_url", "internal", "preserve_host")
+
+    def get_queryset(self) -> Any:
+        # Only the list is narrowed: another upstream's detail is a 403 token_scope (TokenScope), not a 404.
+        queryset = super().get_queryset()
+        return limit_to_token_upstreams(queryset, self.request, "pk") if self.action == "list" else queryset
+
+    @staticmethod
+    def upstream_of(upstream: Upstream) -> int:
+        return upstream.pk
+
+    def create(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        check_upstream(request, None, "create upstreams")
+        return super().create(request, *args, **kwargs)
+
+    def perform_update(self, serializer: Any) -> None:
+        if token_upstream_ids(self.request) is not None:
+            data, upstream = serializer.validated_data, serializer.instance
+            changed = [name for name in self.TARGET_FIELDS if name in data and data[name] != getattr(upstream, name)]
+            if changed:
+                refuse(self.request, f"A token limited to some upstreams may not change {', '.join(changed)}.")
+        super().perform_update(serializer)
 
 
 @crud_schema("rule", "access rules", RULE_REQUEST, RULE_RESPONSE)
 class AccessRuleViewSet(AuditedModelViewSet):
+    """A token limited to some upstreams sees and changes only their rules."""
+
     queryset = AccessRule.objects.select_related("upstream", "user", "group")
     serializer_class = AccessRuleSerializer
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAdminUser, TokenScope]
+    read_scope, write_scope = token_scopes.POLICY_READ, token_scopes.POLICY_WRITE
     filterset_class = AccessRuleFilterSet
     event_types = {"created": events.RULE_CREATED, "updated": events.RULE_UPDATED, "deleted": events.RULE_DELETED}
+
+    def get_queryset(self) -> Any:
+        # Only the list is narrowed: another upstream's rule is a 403 token_scope (TokenScope), not a 404.
+        queryset = super().get_queryset()
+        return limit_to_token_upstreams(queryset, self.request, "upstream") if self.action == "list" else queryset
+
+    @staticmethod
+    def upstream_of(rule: AccessRule) -> int:
+        return rule.upstream_id
+
+    def perform_create(self, serializer: Any) -> None:
+        check_upstream(self.request, serializer.validated_data["upstream"].pk, "add rules to this upstream")
+        super().perform_create(serializer)
+
+    def perform_update(self, serializer: Any) -> None:
+        if "upstream" in serializer.validated_data:
+            check_upstream(self.request, serializer.validated_data["upstream"].pk, "move rules to this upstream")
+        super().perform_update(serializer)
 
 
 class PolicyCheckView(APIView):
     """Dry run: would this user, with this method, on this upstream and path, from this
     address, at this time, be allowed, and by which rule?  Nothing is forwarded."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAdminUser, TokenScope]
+    read_scope = write_scope = token_scopes.POLICY_READ  # a POST that changes nothing
     serializer_class = PolicyCheckSerializer
 
     @extend_schema(
@@ -125,6 +184,7 @@ class PolicyCheckView(APIView):
         serializer = PolicyCheckSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        check_upstream(request, data["upstream"].pk, "ask about this upstream")
         user = data["user"]
         decision = decide(
             AccessRequest(

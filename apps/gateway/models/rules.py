@@ -50,6 +50,8 @@ class AccessRule(models.Model):
     methods = models.JSONField(default=list, blank=True, validators=[validate_methods], help_text="Empty: any.")
     path_match = models.CharField(max_length=6, choices=PathMatch.choices, default=PathMatch.PREFIX)
     path_pattern = models.CharField(max_length=500, default="/", validators=[validate_path_prefix])
+    # For upstreams whose paths are case-insensitive (IIS, some Java servers): /ADMIN is /admin there.
+    case_insensitive = models.BooleanField(default=False, help_text="Match the path pattern ignoring letter case.")
     source_cidrs = models.JSONField(default=list, blank=True, validators=[validate_cidrs], help_text="Empty: any.")
     days = models.JSONField(default=list, blank=True, validators=[validate_days], help_text="0 = Monday; empty: any.")
     start_time = models.TimeField(null=True, blank=True, help_text="Local time in time_zone; with end_time.")

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from apps.gateway import scopes as token_scopes
 from apps.gateway.validators import validate_cidrs
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class APITokenQuerySet(models.QuerySet["APIToken"]):
 # What a token shows, in the admin and the API alike: never its secret, hash or pepper.
 SHOWN_FIELDS = (
     "key_id", "label", "user", "status", "created_at", "created_by", "expires_at", "revoked_at", "enabled",
-    "all_upstreams", "upstreams", "management_api", "allowed_cidrs", "last_used_at", "last_used_ip",
+    "all_upstreams", "upstreams", "scopes", "allowed_cidrs", "last_used_at", "last_used_ip",
 )  # fmt: skip
 
 
@@ -60,8 +61,10 @@ class APIToken(models.Model):
     """An API token of a user; the secret itself is never stored (see ``apps.gateway.tokens``).
 
     Scopes: which upstreams it may call through the gateway (``all_upstreams`` or
-    ``upstreams``; access rules still apply), whether it may use the management API
-    (``/api/``), and from which source networks (``allowed_cidrs``; empty = anywhere).
+    ``upstreams``; access rules still apply), what it may do on the management API
+    (``scopes``, see ``apps.gateway.scopes``; none: the gateway only), and from which
+    source networks (``allowed_cidrs``; empty = anywhere).  The upstream limit also
+    limits which upstreams' audit events, upstreams and rules it sees on the management API.
     """
 
     key_id = models.CharField(max_length=12, unique=True, editable=False, help_text="Public part of the token.")
@@ -78,7 +81,14 @@ class APIToken(models.Model):
     enabled = models.BooleanField(default=True)
     all_upstreams = models.BooleanField(default=False, help_text="May call every upstream (rules still apply).")
     upstreams = models.ManyToManyField("gateway.Upstream", blank=True, related_name="api_tokens")
-    management_api = models.BooleanField(default=False, help_text="May use the management API (/api/).")
+    # db_default: the previous release's processes insert tokens without this column during a deploy.
+    scopes = models.JSONField(
+        default=list,
+        db_default=[],
+        blank=True,
+        validators=[token_scopes.validate_scopes],
+        help_text='What it may do on the management API (/api/), e.g. ["audit:read"]; empty: the gateway only.',
+    )
     allowed_cidrs = models.JSONField(
         default=list, blank=True, validators=[validate_cidrs], help_text="Source networks; empty means anywhere."
     )
@@ -113,6 +123,20 @@ class APIToken(models.Model):
         if self.all_upstreams:
             return True
         return any(scoped.pk == upstream.pk for scoped in self.upstreams.all())
+
+    @property
+    def uses_management_api(self) -> bool:
+        """Whether it has any management scope (what the former ``management_api`` flag said)."""
+        return bool(self.scopes)
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in token_scopes.effective(self.scopes or ())
+
+    def upstream_ids(self) -> frozenset[int] | None:
+        """The upstreams it is limited to, or None if it is not (``all_upstreams``)."""
+        if self.all_upstreams:
+            return None
+        return frozenset(upstream.pk for upstream in self.upstreams.all())
 
     def allows_source(self, ip: str | None) -> bool:
         if not self.allowed_cidrs:

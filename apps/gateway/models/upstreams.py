@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -12,6 +12,10 @@ from apps.gateway.targets import check_base_url
 from apps.gateway.validators import validate_base_url, validate_header_name, validate_methods
 
 MIB = 1024 * 1024
+# The longest exchange an upstream may allow.  It stays below mod_wsgi's per-thread
+# request-timeout bound for the gateway group (60 s x (1 + ln 8 threads) = 185 s), and
+# it bounds how long an attempt can legitimately stay open (AUDIT_OPEN_ATTEMPT_BOUND_SECONDS).
+MAX_TOTAL_TIMEOUT = 170.0
 
 
 def all_methods() -> list[str]:
@@ -41,6 +45,14 @@ class Upstream(models.Model):
     read_timeout = models.FloatField(
         default=30.0, validators=[MinValueValidator(0.1), MaxValueValidator(38.0)], help_text="Seconds."
     )
+    # The whole exchange, from sending the request to the last byte of the answer: an upstream
+    # that trickles a byte within every read_timeout would otherwise hold a gateway thread for
+    # as long as the client stays (README, "Timeouts").
+    total_timeout = models.FloatField(
+        default=120.0,
+        validators=[MinValueValidator(1.0), MaxValueValidator(MAX_TOTAL_TIMEOUT)],
+        help_text="Seconds, for the whole exchange (request sent to last byte relayed).",
+    )
     max_request_bytes = models.PositiveBigIntegerField(
         default=10 * MIB, validators=[MaxValueValidator(16 * 1024 * MIB)], help_text="Larger bodies get 413."
     )
@@ -50,6 +62,11 @@ class Upstream(models.Model):
     allowed_methods = models.JSONField(default=all_methods, validators=[validate_methods])
     preserve_host = models.BooleanField(default=False, help_text="Send the client's Host header, not the upstream's.")
     forward_cookies = models.BooleanField(default=False, help_text="Forward the caller's Cookie header.")
+    forward_rewrite_headers = models.BooleanField(
+        default=False,
+        help_text="Forward headers that make common servers rewrite the request (X-Original-URL, "
+        "X-HTTP-Method-Override...). Default: dropped.",
+    )
     fail_open = models.BooleanField(
         default=False,
         help_text="Forward even when the audit trail cannot record the attempt (logged loudly). Default: refuse (503).",
@@ -85,13 +102,22 @@ class Upstream(models.Model):
             raise UnsafeTarget(f"{url!r} leaves upstream {self.name}")
         return f"{url}?{query}" if query else url
 
-    def gateway_location(self, location: str, gateway_base: str) -> str:
-        """Rewrite a ``Location`` that points into this upstream to the gateway's URL for it."""
-        base = self.base_url.rstrip("/")
-        base_path = urlsplit(base).path
-        if location == base or location.startswith(base + "/"):
-            return gateway_base + location[len(base) :]
-        relative = location.startswith("/") and not location.startswith("//")
-        if relative and paths.matches_prefix(location, base_path or "/"):
-            return gateway_base + location[len(base_path) :]
-        return location
+    def gateway_location(self, location: str, gateway_base: str, request_url: str) -> str:
+        """A ``Location`` as the client must see it.
+
+        It is resolved first, as a browser would resolve it (dot segments, ``%2e``, and a
+        backslash read as a slash), against ``request_url``, the upstream URL that was
+        requested.  Inside this upstream's base it becomes the gateway's URL for it;
+        anywhere else it is left pointing where it points (absolute, so that it cannot
+        climb out of ``/gw/<upstream>/`` into the gateway's other paths).
+        """
+        resolved = urlsplit(urljoin(request_url, paths.as_browsers_read(location)))
+        resolved = resolved._replace(path=paths.remove_dot_segments(resolved.path))
+        base = urlsplit(self.base_url.rstrip("/"))
+        same_origin = (resolved.scheme, resolved.hostname, resolved.port) == (base.scheme, base.hostname, base.port)
+        if not same_origin:
+            return location
+        if not paths.matches_prefix(resolved.path or "/", base.path or "/"):
+            return urlunsplit(resolved)
+        rest = resolved.path[len(base.path) :]
+        return gateway_base + urlunsplit(("", "", rest, resolved.query, resolved.fragment))

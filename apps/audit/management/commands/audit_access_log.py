@@ -27,17 +27,20 @@ class Command(BaseCommand):
             help=f"Access log in the auditgate format, plain or .gz; repeat for several. Default: {DEFAULT_LOG} "
             "and its rotations (.1, .2.gz, ...) written to since --since.",
         )  # fmt: skip
-        parser.add_argument("--prefix", default="/gw/", help="Only requests whose path starts with this.")
+        parser.add_argument(
+            "--prefix", action="append", dest="prefixes", metavar="PATH",
+            help="Only requests Apache routes under this path (repeat for several). Default: /gw/",
+        )  # fmt: skip
         parser.add_argument("--since", type=datetime.fromisoformat, help="ISO time with offset (2026-01-01T00:00Z).")
         parser.add_argument("--json", dest="as_json", action="store_true", help="One JSON document instead of lines.")
 
-    def handle(self, *args: Any, logs: list[str] | None, prefix: str, since: datetime | None, as_json: bool,
-               **options: Any) -> None:  # fmt: skip
+    def handle(self, *args: Any, logs: list[str] | None, prefixes: list[str] | None, since: datetime | None,
+               as_json: bool, **options: Any) -> None:  # fmt: skip
         if since is not None and since.tzinfo is None:
             raise CommandError("--since needs a time zone offset (e.g. +00:00 or Z).")
         try:
             files = [Path(log) for log in logs] if logs else with_rotations(Path(DEFAULT_LOG), since)
-            unseen = unseen_by_django(parse(read_lines(files)), prefix, since)
+            unseen = unseen_by_django(parse(read_lines(files)), tuple(prefixes or ["/gw/"]), since)
         except OSError as exc:
             raise CommandError(f"Cannot read {exc.filename or 'the log'}: {exc.strerror or exc}") from None
         report = summary(unseen)
@@ -45,5 +48,6 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report, indent=1))
             return
         for request in report["requests"]:  # type: ignore[attr-defined]
-            self.stdout.write("{time} {status} {duration_ms:.0f} ms {request_id} {method} {path}".format(**request))
+            line = "{time} {status} {duration_ms:.0f} ms {request_id} {method} {path}"
+            self.stdout.write(line.format(**{**request, "request_id": request["request_id"] or "-"}))
         self.stdout.write(f"never seen by Django: {report['unseen']} {report['by_status']}")

@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from apps.audit import events
+from apps.gateway import scopes as token_scopes
 from apps.gateway import tokens
 from apps.gateway.management.commands.ensure_admin import write_private
 from apps.gateway.models import Upstream
@@ -27,7 +28,8 @@ from apps.gateway.models.tokens import normalise_cidrs
 class Command(BaseCommand):
     help = (
         "Create an API token for USERNAME and print it once (only it, on stdout; or write it to --output, mode "
-        "0600). By default the token may call every upstream through the gateway but not the management API. "
+        "0600). By default the token may call every upstream through the gateway but not the management API "
+        "(give it --scope for that). "
         "Example: create_token alice --label 'report job' --upstream crm --days 30 --output /root/alice.token"
     )
 
@@ -47,7 +49,18 @@ class Command(BaseCommand):
             metavar="NAME",
             help="Limit the token to this upstream (repeat for several). Default: all upstreams.",
         )
-        parser.add_argument("--management-api", action="store_true", help="Also allow the management API (/api/).")
+        parser.add_argument(
+            "--scope",
+            action="append",
+            default=[],
+            choices=token_scopes.SCOPES,
+            help="What it may do on the management API (/api/) (repeat for several; policy:write includes "
+            "policy:read, tokens:write tokens:read). Default: nothing, the gateway only. The upstream limit "
+            "also limits the audit events, upstreams and rules it sees there.",
+        )
+        parser.add_argument(
+            "--management-api", action="store_true", help="Every scope (the former flag, for old scripts)."
+        )
         parser.add_argument(
             "--cidr",
             action="append",
@@ -62,8 +75,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--output", type=Path, help="Write the token to this file (mode 0600), not stdout.")
 
-    def handle(self, *args: Any, username: str, label: str, days: int, upstream: list[str], management_api: bool,
-               cidr: list[str], output: Path | None, create_user: bool, **options: Any) -> None:  # fmt: skip
+    def handle(self, *args: Any, username: str, label: str, days: int, upstream: list[str], scope: list[str],
+               management_api: bool, cidr: list[str], output: Path | None, create_user: bool,
+               **options: Any) -> None:  # fmt: skip
         users = get_user_model().objects
         if create_user and not users.filter(username=username).exists():
             created = users.create_user(username=username)  # no password: it can only use tokens
@@ -79,7 +93,8 @@ class Command(BaseCommand):
         try:
             token, plaintext = tokens.create_token(
                 user=user, label=label, expires_at=self._expiry(days), all_upstreams=not upstreams,
-                upstreams=upstreams, management_api=management_api, allowed_cidrs=normalise_cidrs(cidr),
+                upstreams=upstreams, scopes=token_scopes.SCOPES if management_api else scope,
+                allowed_cidrs=normalise_cidrs(cidr),
             )  # fmt: skip
         except (ValidationError, ValueError) as exc:
             raise CommandError(str(exc)) from None

@@ -2,7 +2,7 @@
 
 Used by the Ansible ``app`` role.  Re-running changes nothing: an existing user
 keeps its password and a token file that still authenticates (as this user,
-with the management API) is never rotated, unless its token expires within
+with every management scope) is never rotated, unless its token expires within
 ``RENEW_WITHIN_DAYS``: then a new token replaces it (the old one is left to
 expire, so another host's copy keeps working meanwhile).  A file that no longer
 authenticates (for instance an old 40-hex DRF key) is replaced.  Output lines
@@ -23,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
+from apps.gateway import scopes as token_scopes
 from apps.gateway import tokens
 
 DEPLOY_LABEL = "admin (deploy)"
@@ -89,8 +90,10 @@ class Command(BaseCommand):
             return "missing"
         now = timezone.now()
         token = tokens.find_token(token_file.read_text(encoding="utf-8").strip())
-        if token is None or token.user_id != user.pk or not token.is_usable(now) or not token.management_api:
+        if token is None or token.user_id != user.pk or not token.is_usable(now):
             return "missing"
+        if not token.all_upstreams or set(token.scopes) != set(token_scopes.SCOPES):
+            return "missing"  # e.g. a scope added since: the deploy's token has them all
         return "expiring" if token.expires_at <= now + timedelta(days=RENEW_WITHIN_DAYS) else "valid"
 
     @staticmethod
@@ -100,7 +103,7 @@ class Command(BaseCommand):
             label=DEPLOY_LABEL,
             expires_at=timezone.now() + timedelta(days=expires_in_days),
             all_upstreams=True,
-            management_api=True,
+            scopes=token_scopes.SCOPES,
             max_lifetime_days=expires_in_days,
         )
         write_private(token_file, plaintext)

@@ -1,0 +1,53 @@
+"""Gateway requests that Django refuses before the gateway view can, recorded all the same.
+
+A ``Host`` header outside ``ALLOWED_HOSTS`` raises ``DisallowedHost`` as soon as anything
+reads ``request.get_host()`` (the view does, first thing), and every other
+``SuspiciousOperation`` or ``BadRequest`` also ends in Django's 400 handler, not in the view.
+Every gateway attempt must end in exactly one audit event, so the handler records these as
+``gateway.denied``, with the code the client gets as the reason.  The ``Host`` is recorded as
+sent: it is what was refused.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import DatabaseError
+from django.http import HttpRequest
+
+from apps.audit.models import Decision
+from apps.audit.recording import GatewayAttempt
+from apps.gateway.addresses import client_ip
+
+logger = logging.getLogger(__name__)
+
+
+def upstream_named_in(path: str) -> str:
+    """``crm`` for ``/gw/crm/reports``; empty for ``/gw`` or ``/gw/``."""
+    parts = path.split("/", 3)
+    return parts[2][:64] if len(parts) > 2 else ""
+
+
+def record_refusal(request: HttpRequest, reason: str, status: int) -> None:
+    meta = request.META
+    attempt = GatewayAttempt(
+        request_id=getattr(request, "request_id", ""),
+        method=request.method or "",
+        path=meta.get("REQUEST_URI", request.path).split("?", 1)[0],
+        query=meta.get("QUERY_STRING", ""),
+        source_ip=client_ip(meta) or None,
+        peer_ip=meta.get("REMOTE_ADDR") or None,
+        forwarded_chain=meta.get("HTTP_X_FORWARDED_FOR", ""),
+        host=meta.get("HTTP_HOST", ""),
+        user_agent=meta.get("HTTP_USER_AGENT", ""),
+        upstream_name=upstream_named_in(request.path_info),
+        decision=Decision.DENY,
+        reason=reason,
+        status=status,
+    )
+    try:
+        attempt.deny()
+    except DatabaseError:
+        # Still answered (a refusal forwards nothing); its access-log line stays, and
+        # audit_access_log lists it as never recorded.
+        logger.exception("Audit trail unavailable: refusal %s of %s not recorded", reason, attempt.request_id)
