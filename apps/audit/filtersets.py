@@ -7,7 +7,7 @@ from django.db.models import Q, QuerySet
 from rest_framework.exceptions import ValidationError
 
 from apps.audit.models import AuditEvent, Decision
-from auditgate.filtersets import IntegerFilter, IsoDateTimeFilter, StrictFilterSet
+from apps.core.filtersets import IntegerFilter, IsoDateTimeFilter, StrictFilterSet
 
 # A CIDR filter becomes LIKE prefixes on the stored address text; beyond this many it is refused.
 _MAX_PREFIXES = 256

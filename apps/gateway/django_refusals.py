@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 
 from django.db import DatabaseError
-from django.http import HttpRequest
+from django.http import HttpRequest, JsonResponse
 
 from apps.audit.models import Decision
 from apps.audit.recording import GatewayAttempt
+from apps.core import errors
+from apps.core.handlers import is_gateway_path
 from apps.gateway.addresses import client_ip
 
 logger = logging.getLogger(__name__)
@@ -51,3 +53,12 @@ def record_refusal(request: HttpRequest, reason: str, status: int) -> None:
         # Still answered (a refusal forwards nothing); its access-log line stays, and
         # audit_access_log lists it as never recorded.
         logger.exception("Audit trail unavailable: refusal %s of %s not recorded", reason, attempt.request_id)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """The site's 400 handler: under ``/gw/`` each of Django's 400s is a gateway attempt
+    too, so it gets its audit event."""
+    code, detail = errors.bad_request_code(exception)
+    if is_gateway_path(request.path_info):
+        record_refusal(request, code, 400)
+    return errors.json_error(request, 400, code, detail)

@@ -1,7 +1,7 @@
 import django_filters
 
+from apps.core.filtersets import StrictFilterSet
 from apps.gateway.models import AccessRule, Upstream
-from auditgate.filtersets import StrictFilterSet
 
 
 class UpstreamFilterSet(StrictFilterSet):

@@ -20,6 +20,7 @@ from rest_framework import exceptions
 
 from apps.audit.models import Decision
 from apps.audit.recording import GatewayAttempt
+from apps.core.errors import error_body
 from apps.gateway import headers, paths, proxy
 from apps.gateway.addresses import client_ip
 from apps.gateway.authentication import APITokenAuthentication
@@ -28,7 +29,6 @@ from apps.gateway.choices import HTTP_METHODS, Reason, UpstreamError
 from apps.gateway.models import Upstream
 from apps.gateway.models.upstreams import UnsafeTarget
 from apps.gateway.policy import AccessRequest, decide
-from auditgate.errors import error_body
 
 logger = logging.getLogger(__name__)
 

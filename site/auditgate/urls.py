@@ -1,48 +1,43 @@
+"""The site's routes: each app owns its own (``apps/<app>/urls.py``, ``apps/<app>/api/urls.py``);
+here they are only included, beside the API root, the schema and the admin."""
+
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import APIRootView
+from rest_framework.urlpatterns import format_suffix_patterns
 
-from apps.audit.api.views import AuditEventViewSet, AuditStatsView, AuditVerifyView
-from apps.audit.views import dashboard
-from apps.gateway.api.introspection import IntrospectView
-from apps.gateway.api.tokens import APITokenViewSet
-from apps.gateway.api.views import AccessRuleViewSet, PolicyCheckView, UpstreamViewSet
-from apps.gateway.views import gateway
-from auditgate import errors
-from auditgate.views import HealthView, MeView
+from apps.core import errors
+from apps.gateway import django_refusals
 
-router = DefaultRouter()
-router.register("upstreams", UpstreamViewSet)
-router.register("rules", AccessRuleViewSet)
-router.register("tokens", APITokenViewSet, basename="apitoken")
-router.register("audit/events", AuditEventViewSet)
+# The collections the browsable API's root lists, in this order.
+API_ROOT = {
+    "upstreams": "gateway-api:upstream-list",
+    "rules": "gateway-api:accessrule-list",
+    "tokens": "gateway-api:apitoken-list",
+    "audit/events": "audit-api:auditevent-list",
+}
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/api/", permanent=False)),
-    # Everything under /gw reaches the gateway view, which reads the raw request URI itself:
-    # Apache has already decoded and merged dot segments in the path Django routes on, so a
-    # request that no longer looks like /gw/<upstream>/... must still be refused and audited.
-    re_path(r"^gw(?:/(?P<upstream>[^/]*))?(?P<path>/[\s\S]*)?$", gateway, name="gateway"),
-    path("api/health/", HealthView.as_view(), name="health"),
-    path("api/me/", MeView.as_view(), name="me"),
-    path("api/policy/check", PolicyCheckView.as_view(), name="policy-check"),
-    # Upstreams call this back while a gateway request waits on them: the vhost serves
-    # it from the API daemon group, never the gateway's (apps.gateway.introspection).
-    path("api/introspect", IntrospectView.as_view(), name="introspect"),
-    path("api/audit/verify", AuditVerifyView.as_view(), name="audit-verify"),
-    path("api/audit/stats", AuditStatsView.as_view(), name="audit-stats"),
+    path("", include("apps.gateway.urls")),
+    path("api/", include("apps.core.api.urls")),
+    path("api/", include("apps.gateway.api.urls")),
+    path("api/", include("apps.audit.api.urls")),
     path("api/auth/", include("rest_framework.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/schema/swagger-ui/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
-    path("api/", include(router.urls)),
-    path("audit/dashboard/", dashboard, name="audit-dashboard"),
+    path(
+        "api/",
+        include(format_suffix_patterns([path("", APIRootView.as_view(api_root_dict=API_ROOT), name="api-root")])),
+    ),
+    path("", include("apps.audit.urls")),
     path("admin/", admin.site.urls),
 ]
 
-handler400 = errors.bad_request
+handler400 = django_refusals.bad_request
 handler403 = errors.permission_denied
 handler404 = errors.not_found
 handler500 = errors.server_error

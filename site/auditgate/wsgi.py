@@ -2,7 +2,7 @@
 
 mod_wsgi's ``python-path`` puts the release root and ``site/`` on sys.path; the
 lines below do the same so the script also works under ``mod_wsgi-express``.
-The gateway (``/gw/``) runs a shorter middleware chain than the rest (auditgate.handlers).
+The gateway (``/gw/``) runs a shorter middleware chain than the rest (apps.core.handlers).
 """
 
 import os
@@ -16,6 +16,6 @@ for _path in (str(_SITE_DIR), str(_SITE_DIR.parent)):
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auditgate.settings")
 
-from auditgate.handlers import make_application  # noqa: E402
+from apps.core.handlers import make_application  # noqa: E402
 
 application = make_application()

@@ -1,5 +1,5 @@
 """A CSRF refusal under /api/ is JSON 403 ``csrf_failed``; the browsable API's login keeps working
-(``auditgate.csrf``)."""
+(``apps.core.csrf``)."""
 
 from __future__ import annotations
 

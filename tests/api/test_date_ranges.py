@@ -1,4 +1,4 @@
-"""Every date-time the API reads converts into every time zone, or is a 400 (``auditgate.timestamps``).
+"""Every date-time the API reads converts into every time zone, or is a 400 (``apps.core.timestamps``).
 
 The cases are found in the OpenAPI schema: every query parameter and every request body
 field with ``format: date-time``, so a filter or field added later is covered too.

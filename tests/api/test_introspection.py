@@ -168,7 +168,7 @@ def test_the_assertion_may_also_be_sent_as_json(client, assertion):
 
 @pytest.mark.parametrize("error", ["OperationalError", "IntegrityError"])
 def test_a_database_outage_is_a_503_and_a_database_bug_a_500(client, assertion, monkeypatch, error):
-    """The same rule as every other view (auditgate.middleware): only an unreachable database
+    """The same rule as every other view (apps.core.middleware): only an unreachable database
     is the client's to retry."""
     from django import db
 

@@ -1,11 +1,11 @@
-"""The OpenAPI schema tells the truth about form bodies (``auditgate.openapi``)."""
+"""The OpenAPI schema tells the truth about form bodies (``apps.core.openapi``)."""
 
 import pytest
 from django.core.management import call_command
 from drf_spectacular.generators import SchemaGenerator
 
+from apps.core.openapi import EMPTY_FORM_VALUE
 from apps.gateway.models import AccessRule, Upstream
-from auditgate.openapi import EMPTY_FORM_VALUE
 
 pytestmark = pytest.mark.django_db
 

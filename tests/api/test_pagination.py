@@ -1,4 +1,4 @@
-"""Cursor pages refuse any cursor and page size the API did not hand out (``auditgate.pagination``)."""
+"""Cursor pages refuse any cursor and page size the API did not hand out (``apps.core.pagination``)."""
 
 from __future__ import annotations
 

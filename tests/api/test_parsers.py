@@ -1,4 +1,4 @@
-"""JSON nested too deep is a 400 ``parse_error`` on every endpoint that reads JSON (``auditgate.parsers``).
+"""JSON nested too deep is a 400 ``parse_error`` on every endpoint that reads JSON (``apps.core.parsers``).
 
 The endpoints are found in the OpenAPI schema (every operation with a JSON request body), so
 one added later is covered too.
@@ -14,9 +14,9 @@ from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
 from apps.audit.models import AuditEvent
+from apps.core.parsers import MAX_DEPTH, nested_deeper_than
 from apps.gateway.models import AccessRule, Upstream
 from apps.gateway.tokens import create_token
-from auditgate.parsers import MAX_DEPTH, nested_deeper_than
 
 pytestmark = pytest.mark.django_db
 

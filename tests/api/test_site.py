@@ -54,7 +54,7 @@ def test_the_root_redirects_to_the_api(client):
 def test_an_unreachable_database_is_a_503_not_a_500(client_for, make_user, monkeypatch, error):
     from django import db
 
-    from auditgate import views
+    from apps.core.api import views
 
     def unreachable(self, request):
         raise getattr(db, error)(2013, "Lost connection to server during query")
@@ -70,7 +70,7 @@ def test_an_unreachable_database_is_a_503_not_a_500(client_for, make_user, monke
 def test_other_database_errors_stay_server_errors(client_for, make_user, monkeypatch):
     from django.db import IntegrityError
 
-    from auditgate import views
+    from apps.core.api import views
 
     def broken(self, request):
         raise IntegrityError(1062, "Duplicate entry")

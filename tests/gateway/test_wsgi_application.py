@@ -1,4 +1,4 @@
-"""The deployed WSGI callable (auditgate.handlers): the gateway's short middleware chain,
+"""The deployed WSGI callable (apps.core.handlers): the gateway's short middleware chain,
 and the number of queries a gateway request costs."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 
 from apps.audit.models import AuditEvent
+from apps.core.handlers import is_gateway_path, make_application
 from apps.gateway.models import AccessRule, Upstream
-from auditgate.handlers import is_gateway_path, make_application
 from tests.gateway.test_proxy_view import keeping_the_test_connection
 
 pytestmark = pytest.mark.django_db

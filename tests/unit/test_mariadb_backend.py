@@ -1,4 +1,4 @@
-"""auditgate.mariadb: a persistent connection is pinged before a request only after it was
+"""apps.core.mariadb: a persistent connection is pinged before a request only after it was
 idle, and a connection that failed is never trusted without a ping."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from django.core.signals import request_finished, request_started
 from django.db import connection, connections
 
-from auditgate.mariadb import base
+from apps.core.mariadb import base
 
 # Autocommit, as in production: inside a test transaction Django would drop the connection.
 pytestmark = pytest.mark.django_db(transaction=True)

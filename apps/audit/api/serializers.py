@@ -15,7 +15,7 @@ _AS_IS: dict[Callable[..., Any], Callable[[Any], Any]] = {
 
 
 class AuditEventSerializer(serializers.HyperlinkedModelSerializer):
-    url = serializers.HyperlinkedIdentityField(view_name="auditevent-detail")
+    url = serializers.HyperlinkedIdentityField(view_name="audit-api:auditevent-detail")
     actor = serializers.IntegerField(source="actor_id", read_only=True, allow_null=True)
     # Empty for events that are not decisions (changes, reads of the trail).
     decision = serializers.ChoiceField(choices=Decision.choices, allow_blank=True, read_only=True)

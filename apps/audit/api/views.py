@@ -24,9 +24,9 @@ from apps.audit.api.serializers import AuditEventSerializer, AuditStatsSerialize
 from apps.audit.filtersets import AuditEventFilterSet
 from apps.audit.models import AuditEvent
 from apps.audit.permissions import IsAuditor, is_auditor
+from apps.core.pagination import CursorPagination
 from apps.gateway.api.permissions import TokenScope, limit_to_token_upstreams, refuse, token_upstream_ids
 from apps.gateway.scopes import AUDIT_READ
-from auditgate.pagination import CursorPagination
 
 
 class AuditEventPagination(CursorPagination):

@@ -21,11 +21,11 @@ from rest_framework.views import APIView
 
 from apps.audit import events
 from apps.audit.models import Decision
+from apps.core.errors import error_body
+from apps.core.openapi import ErrorSerializer
+from apps.core.parsers import JSONParser
 from apps.gateway.choices import IntrospectionReason
 from apps.gateway.introspection import Introspection, authenticate_caller, introspect
-from auditgate.errors import error_body
-from auditgate.openapi import ErrorSerializer
-from auditgate.parsers import JSONParser
 
 
 def basic_credentials(request: Any) -> tuple[str, str] | None:
@@ -97,7 +97,7 @@ class IntrospectView(APIView):
         },
     )
     def post(self, request: Any) -> Response:
-        # An unreachable database is auditgate.middleware.DatabaseUnavailableMiddleware's 503,
+        # An unreachable database is apps.core.middleware.DatabaseUnavailableMiddleware's 503,
         # as for every view; other database errors are bugs and stay 500s.
         name, key = basic_credentials(request) or ("", "")
         caller = authenticate_caller(name, key) if name else None

@@ -7,13 +7,13 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from apps.core.fields import STRICT_FIELD_MAPPING, StrictCharField, StrictDateTimeField
 from apps.gateway import paths
 from apps.gateway.choices import HTTP_METHODS
 from apps.gateway.models import AccessRule, Upstream
 from apps.gateway.models.rules import Subject
 from apps.gateway.targets import check_base_url
 from apps.gateway.validators import validate_cidrs
-from auditgate.fields import STRICT_FIELD_MAPPING, StrictCharField, StrictDateTimeField
 
 # Related objects are named in a text input of the browsable API's form, never a dropdown of
 # every user or upstream (which would also show them to anyone who may open the form).
@@ -26,7 +26,7 @@ def _ordered_methods(value: list[str]) -> list[str]:
 
 class UpstreamSerializer(serializers.HyperlinkedModelSerializer):
     serializer_field_mapping = STRICT_FIELD_MAPPING
-    url = serializers.HyperlinkedIdentityField(view_name="upstream-detail")
+    url = serializers.HyperlinkedIdentityField(view_name="gateway-api:upstream-detail")
     allowed_methods = serializers.ListField(
         child=serializers.ChoiceField(choices=HTTP_METHODS), allow_empty=False, required=False
     )
@@ -73,7 +73,7 @@ class UpstreamSerializer(serializers.HyperlinkedModelSerializer):
 
 class AccessRuleSerializer(serializers.ModelSerializer):
     serializer_field_mapping = STRICT_FIELD_MAPPING
-    url = serializers.HyperlinkedIdentityField(view_name="accessrule-detail")
+    url = serializers.HyperlinkedIdentityField(view_name="gateway-api:accessrule-detail")
     upstream = serializers.SlugRelatedField(slug_field="name", queryset=Upstream.objects.all(), style=NAME_INPUT)
     user = serializers.SlugRelatedField(
         slug_field="username", queryset=get_user_model().objects.all(), required=False, allow_null=True,

@@ -33,19 +33,19 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.gateway import scopes as token_scopes
-from apps.gateway import tokens
-from apps.gateway.api.permissions import TokenScope, request_token
-from apps.gateway.models import APIToken, Upstream
-from apps.gateway.models.tokens import MAX_CIDRS, SHOWN_FIELDS, normalise_cidrs
-from auditgate.fields import (
+from apps.core.fields import (
     STRICT_FIELD_MAPPING,
     StrictBooleanField,
     StrictCharField,
     StrictDateTimeField,
     StrictStringMixin,
 )
-from auditgate.filtersets import BooleanFilter, StrictFilterSet
+from apps.core.filtersets import BooleanFilter, StrictFilterSet
+from apps.gateway import scopes as token_scopes
+from apps.gateway import tokens
+from apps.gateway.api.permissions import TokenScope, request_token
+from apps.gateway.models import APIToken, Upstream
+from apps.gateway.models.tokens import MAX_CIDRS, SHOWN_FIELDS, normalise_cidrs
 
 
 class ScopeField(StrictStringMixin, serializers.ChoiceField):
@@ -54,7 +54,7 @@ class ScopeField(StrictStringMixin, serializers.ChoiceField):
 
 class APITokenSerializer(serializers.ModelSerializer):
     serializer_field_mapping = STRICT_FIELD_MAPPING
-    url = serializers.HyperlinkedIdentityField(view_name="apitoken-detail")
+    url = serializers.HyperlinkedIdentityField(view_name="gateway-api:apitoken-detail")
     user = serializers.SlugRelatedField(
         slug_field="username", queryset=get_user_model().objects.all(), required=False, help_text="Admins only."
     )

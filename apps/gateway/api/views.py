@@ -1,7 +1,7 @@
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, viewsets
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
@@ -18,6 +18,7 @@ from apps.gateway.api.permissions import (
     refuse,
     token_upstream_ids,
 )
+from apps.gateway.api.schema import RULE_REQUEST, RULE_RESPONSE, UPSTREAM_REQUEST, UPSTREAM_RESPONSE, crud_schema
 from apps.gateway.api.serializers import AccessRuleSerializer, PolicyCheckSerializer, UpstreamSerializer
 from apps.gateway.filtersets import AccessRuleFilterSet, UpstreamFilterSet
 from apps.gateway.models import AccessRule, Upstream
@@ -40,48 +41,6 @@ class AuditedModelViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance: Any) -> None:
         actions.delete(instance, event_type=self.event_types["deleted"], request=self.request)
-
-
-def crud_schema(noun: str, plural: str, request: dict[str, Any], response: dict[str, Any]) -> Any:
-    """Summaries and examples for the six operations of a model viewset."""
-    req = OpenApiExample(f"A {noun}", value=request, request_only=True)
-    res = OpenApiExample(f"A {noun}", value=response, response_only=True)
-    patch = OpenApiExample(f"Disable a {noun}", value={"enabled": False}, request_only=True)
-    return extend_schema_view(
-        list=extend_schema(summary=f"List {plural}", examples=[res]),
-        create=extend_schema(summary=f"Create a {noun}", description="Audited.", examples=[req, res]),
-        retrieve=extend_schema(summary=f"One {noun}", examples=[res]),
-        update=extend_schema(summary=f"Replace a {noun}", description="Audited.", examples=[req, res]),
-        partial_update=extend_schema(summary=f"Change some fields of a {noun}", description="Audited.",
-                                     examples=[patch, res]),
-        destroy=extend_schema(summary=f"Delete a {noun}", description="Audited; its audit events stay."),
-    )  # fmt: skip
-
-
-UPSTREAM_REQUEST = {"name": "crm", "base_url": "https://crm.example.com:8443", "description": "Customer records",
-                    "allowed_methods": ["GET", "POST"], "credential_header": "X-Api-Key",
-                    "credential_value": "the upstream's key (write-only)"}  # fmt: skip
-UPSTREAM_RESPONSE = {
-    "url": "https://gate.example/api/upstreams/3/", "id": 3, "name": "crm", "base_url": "https://crm.example.com:8443",
-    "enabled": True, "internal": False, "description": "Customer records", "connect_timeout": 5.0,
-    "read_timeout": 30.0, "total_timeout": 120.0, "max_request_bytes": 10485760, "max_response_bytes": 1073741824,
-    "allowed_methods": ["GET", "POST"], "preserve_host": False, "forward_cookies": False,
-    "forward_rewrite_headers": False, "fail_open": False,
-    "credential_header": "X-Api-Key", "has_credential": True, "has_identity_key": False,
-    "created_at": "2026-03-01T10:00:00Z", "updated_at": "2026-03-01T10:00:00Z",
-}  # fmt: skip
-RULE_REQUEST = {
-    "upstream": "crm", "user": "alice", "methods": ["GET"], "path_pattern": "/reports", "days": [0, 1, 2, 3, 4],
-    "start_time": "08:00", "end_time": "18:00", "time_zone": "Europe/Berlin",
-}  # fmt: skip
-RULE_RESPONSE = {
-    "url": "https://gate.example/api/rules/12/", "id": 12, "upstream": "crm", "subject": "user", "user": "alice",
-    "group": None, "effect": "allow", "priority": 100, "methods": ["GET"], "path_match": "prefix",
-    "path_pattern": "/reports", "case_insensitive": False, "source_cidrs": [], "days": [0, 1, 2, 3, 4],
-    "start_time": "08:00:00",
-    "end_time": "18:00:00", "time_zone": "Europe/Berlin", "valid_from": None, "valid_until": None, "enabled": True,
-    "description": "", "created_at": "2026-03-01T10:00:00Z", "updated_at": "2026-03-01T10:00:00Z",
-}  # fmt: skip
 
 
 @crud_schema("upstream", "upstreams", UPSTREAM_REQUEST, UPSTREAM_RESPONSE)
@@ -197,7 +156,11 @@ class PolicyCheckView(APIView):
                 at=data.get("at") or timezone.now(),
             )
         )
-        rule_url = reverse("accessrule-detail", args=[decision.rule_id], request=request) if decision.rule_id else None
+        rule_url = (
+            reverse("gateway-api:accessrule-detail", args=[decision.rule_id], request=request)
+            if decision.rule_id
+            else None
+        )
         return Response(
             {"allowed": decision.allowed, "code": decision.reason, "rule": decision.rule_id, "rule_url": rule_url}
         )

@@ -55,20 +55,15 @@ def server_error(request: HttpRequest) -> JsonResponse:
     return json_error(request, 500, "server_error", "Internal error; it has been logged.")
 
 
-def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    """Django's 400s (a SuspiciousOperation, BadRequest); under ``/gw/`` each is a gateway
-    attempt too, so it gets its audit event (``apps.gateway.django_refusals``)."""
-    # Imported here: this module stays importable before Django's apps (and models) are ready.
-    from apps.gateway.django_refusals import record_refusal
-    from auditgate.handlers import is_gateway_path
-
+def bad_request_code(exception: Exception | None) -> tuple[str, str]:
+    """The code and detail of one of Django's 400s (a SuspiciousOperation, BadRequest)."""
     if isinstance(exception, DisallowedHost):
-        code, detail = "host_not_allowed", "This server does not serve the host named in the Host header."
-    else:
-        code, detail = "bad_request", "Bad request."
-    if is_gateway_path(request.path_info):
-        record_refusal(request, code, 400)
-    return json_error(request, 400, code, detail)
+        return "host_not_allowed", "This server does not serve the host named in the Host header."
+    return "bad_request", "Bad request."
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return json_error(request, 400, *bad_request_code(exception))
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

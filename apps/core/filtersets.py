@@ -4,7 +4,7 @@ django-filter's boolean filter treats anything but true/false as "no filter" and
 filter accepts fractions for integer columns: a caller asking for ``enabled=ture`` would get
 every row and believe they were filtered.  Its date-time filters take any year, and a value
 within a day of year 1 or 9999 overflowed into a 500 once turned into UTC for the database
-(``auditgate.timestamps``).  Every FilterSet of the API derives from ``StrictFilterSet``, and
+(``apps.core.timestamps``).  Every FilterSet of the API derives from ``StrictFilterSet``, and
 declares its date-time filters as ``IsoDateTimeFilter`` from here.
 """
 
@@ -18,7 +18,7 @@ from django import forms
 from django.db import models
 from django_filters.fields import IsoDateTimeField as BaseIsoDateTimeField
 
-from auditgate import timestamps
+from apps.core import timestamps
 
 _TRUE, _FALSE = ("true", "True", "1"), ("false", "False", "0")
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from auditgate.errors import error_body
+from apps.core.errors import error_body
 
 logger = logging.getLogger(__name__)
 

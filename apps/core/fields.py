@@ -14,7 +14,7 @@ from typing import Any
 from django.db import models
 from rest_framework import serializers
 
-from auditgate import timestamps
+from apps.core import timestamps
 
 
 class StrictStringMixin:

@@ -21,7 +21,7 @@ from django.db.models import Model, QuerySet
 from rest_framework import pagination, status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 
-from auditgate import timestamps
+from apps.core import timestamps
 
 _CURSOR_KEYS = {"o", "r", "p"}  # offset, reverse, position: what DRF's encode_cursor writes
 _DIGITS = re.compile(r"[0-9]{1,6}")  # str.isdigit() also takes "²", which int() refuses

@@ -4,7 +4,7 @@ error responses every operation can give, added in one place.
 Views describe their own success responses, summaries and examples with
 ``extend_schema``; ``AutoSchema`` adds the errors that follow from how a view is
 built (authentication, permissions, a request body, a path parameter, filters), so
-no operation can forget one.  Codes are those of ``auditgate.errors`` and
+no operation can forget one.  Codes are those of ``apps.core.errors`` and
 ``apps.gateway.choices.Reason``.
 """
 
@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from drf_spectacular import authentication
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as BaseAutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import permissions, serializers
@@ -127,30 +126,14 @@ class AutoSchema(BaseAutoSchema):
         return super().get_filter_backends()
 
     def _is_paginated_list(self) -> bool:
-        """Pages past the end are 404s (DRF's NotFound); a bad cursor is a 400 (auditgate.pagination)."""
+        """Pages past the end are 404s (DRF's NotFound); a bad cursor is a 400 (apps.core.pagination)."""
         return self._get_paginator() is not None and self._is_list_view()
-
-
-class TokenScheme(OpenApiAuthenticationExtension):
-    """``Authorization: Bearer agt_...`` (``Token agt_...`` works too)."""
-
-    target_class = "apps.gateway.authentication.APITokenAuthentication"
-    match_subclasses = True
-    name = "tokenAuth"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "bearerFormat": "agt_<key id>_<secret>_<checksum>",
-            "description": "An API token with the management scope. `Authorization: Token <token>` works too.",
-        }
 
 
 class SessionScheme(authentication.SessionScheme):
     """The session cookie, as drf-spectacular describes DRF's session authentication."""
 
-    target_class = "auditgate.csrf.SessionAuthentication"
+    target_class = "apps.core.csrf.SessionAuthentication"
 
 
 def allow_empty_query_values(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

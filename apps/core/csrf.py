@@ -27,8 +27,8 @@ def wants_json(request: HttpRequest) -> bool:
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """``CSRF_FAILURE_VIEW``: Django's middleware refused the request."""
-    # Imported here: DRF imports this module (a setting) while loading the views auditgate.errors needs.
-    from auditgate.errors import json_error
+    # Imported here: DRF imports this module (a setting) while loading the views apps.core.errors needs.
+    from apps.core.errors import json_error
 
     if wants_json(request):
         return json_error(request, status.HTTP_403_FORBIDDEN, CODE, DETAIL.format(reason=reason))

@@ -1,0 +1,15 @@
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from apps.audit.api.views import AuditEventViewSet, AuditStatsView, AuditVerifyView
+
+app_name = "audit-api"
+router = DefaultRouter()
+router.include_root_view = False  # the site's API root lists every app's collections
+router.register("audit/events", AuditEventViewSet)
+
+urlpatterns = [
+    path("audit/verify", AuditVerifyView.as_view(), name="audit-verify"),
+    path("audit/stats", AuditStatsView.as_view(), name="audit-stats"),
+    *router.urls,
+]
