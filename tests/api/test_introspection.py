@@ -172,7 +172,7 @@ def test_a_database_outage_is_a_503_and_a_database_bug_a_500(client, assertion, 
     is the client's to retry."""
     from django import db
 
-    from apps.gateway.api import introspection
+    from apps.gateway.api import views as introspection
 
     def failing(name, key):
         raise getattr(db, error)(2013, "Lost connection to server during query")

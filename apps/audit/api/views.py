@@ -20,8 +20,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.audit import events, exporting, sealing, stats
+from apps.audit.api.filtersets import AuditEventFilterSet
+from apps.audit.api.schema import EVENT_EXAMPLE, STATS_EXAMPLE, VERIFY_EXAMPLE
 from apps.audit.api.serializers import AuditEventSerializer, AuditStatsSerializer, AuditVerifySerializer
-from apps.audit.filtersets import AuditEventFilterSet
 from apps.audit.models import AuditEvent
 from apps.audit.permissions import IsAuditor, is_auditor
 from apps.core.pagination import CursorPagination
@@ -49,17 +50,6 @@ class CSVRenderer(BaseRenderer):
 class NDJSONRenderer(BaseRenderer):
     media_type = "application/x-ndjson"
     format = "ndjson"
-
-
-EVENT_EXAMPLE = {
-    "url": "https://gate.example/api/audit/events/1042/", "id": 1042, "event_type": "gateway.denied",
-    "occurred_at": "2026-03-02T09:15:27.113Z", "duration_ms": 3.2, "request_id": "ZT7b1X8AAQEAAB3xGk0AAAAB",
-    "actor": 7, "actor_username": "bob", "token_key_id": "k3J9x2Qa", "source_ip": "10.0.0.5",
-    "user_agent": "curl/8.5.0", "upstream_id": 3, "upstream_name": "crm", "method": "POST", "path": "/reports/x",
-    "query": "", "decision": "deny", "reason": "no_matching_rule", "rule_id": None, "status": 403,
-    "upstream_status": None, "error": "", "injected_credential": "", "request_bytes": 0, "response_bytes": 0,
-    "object_type": "", "object_id": "", "object_repr": "", "changes": None,
-}  # fmt: skip
 
 
 @extend_schema_view(
@@ -153,12 +143,6 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
         return super().finalize_response(request, response, *args, **kwargs)
 
 
-VERIFY_EXAMPLE = {
-    "ok": True, "first_bad_seq": None, "events_checked": 120000, "segments_checked": 2, "unsealed_tail": 17,
-    "signatures_checked": False, "checkpoint_file_checked": False, "problems": [],
-}  # fmt: skip
-
-
 class AuditVerifyView(APIView):
     """Recompute the hash chain and check it against the stored hashes and checkpoints.
 
@@ -180,20 +164,6 @@ class AuditVerifyView(APIView):
         report = sealing.verify()
         events.record(events.AUDIT_VERIFIED, request=request, reason="ok" if report.ok else "not_intact")
         return Response(report.as_dict())
-
-
-STATS_EXAMPLE = {
-    "from": "2026-03-01T09:00:00+00:00", "to": "2026-03-02T09:00:00+00:00", "bucket": "hour",
-    "counts": [{"bucket": "2026-03-02T08:00:00+00:00", "upstream_name": "crm", "decision": "allow", "status": 200,
-                "count": 412},
-               {"bucket": "2026-03-02T08:00:00+00:00", "upstream_name": "crm", "decision": "deny", "status": 403,
-                "count": 3}],
-    "latency_ms": {"p50": 21.4, "p95": 88.0, "p99": 240.3},
-    "top_callers": [{"actor_username": "report-job", "requests": 380, "denied": 0, "errors": 1}],
-    "recent_denials": [{"id": 1042, "occurred_at": "2026-03-02T08:15:27.113000+00:00", "actor_username": "bob",
-                        "upstream_name": "crm", "method": "POST", "path": "/reports/x", "reason": "no_matching_rule",
-                        "status": 403, "request_id": "ZT7b1X8AAQEAAB3xGk0AAAAB"}],
-}  # fmt: skip
 
 
 class AuditStatsView(generics.GenericAPIView):

@@ -65,3 +65,13 @@ RULE_RESPONSE = {
     "end_time": "18:00:00", "time_zone": "Europe/Berlin", "valid_from": None, "valid_until": None, "enabled": True,
     "description": "", "created_at": "2026-03-01T10:00:00Z", "updated_at": "2026-03-01T10:00:00Z",
 }  # fmt: skip
+
+
+TOKEN_RESPONSE = {
+    "url": "https://gate.example/api/tokens/5/", "id": 5, "key_id": "k3J9x2Qa", "label": "report job",
+    "user": "alice", "status": "active", "created_at": "2026-03-01T10:00:00Z", "created_by": "alice",
+    "expires_at": "2026-03-31T10:00:00Z", "revoked_at": None, "enabled": True, "all_upstreams": False,
+    "upstreams": ["crm"], "scopes": [], "allowed_cidrs": [], "last_used_at": None, "last_used_ip": None,
+    "management_api": False,
+}  # fmt: skip
+TOKEN_EXAMPLE = OpenApiExample("A token", value=TOKEN_RESPONSE, response_only=True)

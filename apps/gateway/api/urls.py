@@ -1,9 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from apps.gateway.api.introspection import IntrospectView
-from apps.gateway.api.tokens import APITokenViewSet
-from apps.gateway.api.views import AccessRuleViewSet, PolicyCheckView, UpstreamViewSet
+from apps.gateway.api.views import AccessRuleViewSet, APITokenViewSet, IntrospectView, PolicyCheckView, UpstreamViewSet
 
 app_name = "gateway-api"
 # The API root lists every app's collections: the site's urls serve it, not each router.

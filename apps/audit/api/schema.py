@@ -1,0 +1,29 @@
+"""Examples the OpenAPI schema shows for the audit API (kept out of the views)."""
+
+EVENT_EXAMPLE = {
+    "url": "https://gate.example/api/audit/events/1042/", "id": 1042, "event_type": "gateway.denied",
+    "occurred_at": "2026-03-02T09:15:27.113Z", "duration_ms": 3.2, "request_id": "ZT7b1X8AAQEAAB3xGk0AAAAB",
+    "actor": 7, "actor_username": "bob", "token_key_id": "k3J9x2Qa", "source_ip": "10.0.0.5",
+    "user_agent": "curl/8.5.0", "upstream_id": 3, "upstream_name": "crm", "method": "POST", "path": "/reports/x",
+    "query": "", "decision": "deny", "reason": "no_matching_rule", "rule_id": None, "status": 403,
+    "upstream_status": None, "error": "", "injected_credential": "", "request_bytes": 0, "response_bytes": 0,
+    "object_type": "", "object_id": "", "object_repr": "", "changes": None,
+}  # fmt: skip
+
+VERIFY_EXAMPLE = {
+    "ok": True, "first_bad_seq": None, "events_checked": 120000, "segments_checked": 2, "unsealed_tail": 17,
+    "signatures_checked": False, "checkpoint_file_checked": False, "problems": [],
+}  # fmt: skip
+
+STATS_EXAMPLE = {
+    "from": "2026-03-01T09:00:00+00:00", "to": "2026-03-02T09:00:00+00:00", "bucket": "hour",
+    "counts": [{"bucket": "2026-03-02T08:00:00+00:00", "upstream_name": "crm", "decision": "allow", "status": 200,
+                "count": 412},
+               {"bucket": "2026-03-02T08:00:00+00:00", "upstream_name": "crm", "decision": "deny", "status": 403,
+                "count": 3}],
+    "latency_ms": {"p50": 21.4, "p95": 88.0, "p99": 240.3},
+    "top_callers": [{"actor_username": "report-job", "requests": 380, "denied": 0, "errors": 1}],
+    "recent_denials": [{"id": 1042, "occurred_at": "2026-03-02T08:15:27.113000+00:00", "actor_username": "bob",
+                        "upstream_name": "crm", "method": "POST", "path": "/reports/x", "reason": "no_matching_rule",
+                        "status": 403, "request_id": "ZT7b1X8AAQEAAB3xGk0AAAAB"}],
+}  # fmt: skip
