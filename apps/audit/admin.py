@@ -16,10 +16,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.functional import cached_property
 
-from apps.audit import events
+from apps.audit import choices, events
 from apps.audit.models import AuditEvent
-from apps.audit.reconciling import INTERRUPTED
-from apps.gateway.choices import Reason, UpstreamError
 
 
 class CappedCountPaginator(Paginator):
@@ -36,10 +34,11 @@ class CappedCountPaginator(Paginator):
 class FixedChoicesFilter(admin.SimpleListFilter):
     """A filter over a known vocabulary, so the admin never asks the table for its values."""
 
-    vocabulary: list[tuple[str, str]]
+    def vocabulary(self) -> list[tuple[str, str]]:
+        raise NotImplementedError
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return self.vocabulary
+        return self.vocabulary()
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
         value = self.value()
@@ -49,19 +48,26 @@ class FixedChoicesFilter(admin.SimpleListFilter):
 class EventTypeFilter(FixedChoicesFilter):
     title = "event type"
     parameter_name = "event_type"
-    vocabulary = [(name, name) for name in sorted(events.EVENT_TYPES)]
+
+    def vocabulary(self) -> list[tuple[str, str]]:
+        return [(name, name) for name in sorted(events.EVENT_TYPES)]
 
 
 class ReasonFilter(FixedChoicesFilter):
     title = "reason"
     parameter_name = "reason"
-    vocabulary = [(code, code) for code in sorted(Reason.values)]
+
+    def vocabulary(self) -> list[tuple[str, str]]:
+        # Read at request time: the apps that record reasons declare them when they are ready.
+        return [(code, code) for code in sorted(choices.RECORDED_REASONS)]
 
 
 class ErrorFilter(FixedChoicesFilter):
     title = "upstream error"
     parameter_name = "error"
-    vocabulary = [(code, code) for code in sorted([*UpstreamError.values, INTERRUPTED])]
+
+    def vocabulary(self) -> list[tuple[str, str]]:
+        return [(code, code) for code in sorted(choices.RECORDED_ERRORS)]
 
 
 @admin.register(AuditEvent)

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 from django.db.models import Max
 
+from apps.audit.choices import ProblemKind
 from apps.audit.models import AuditPurge, AuditSeal
 from apps.audit.retention import purged_through
 from apps.audit.sealing import ID, SEALED_FIELDS, Problem, Report, Row, chain, verify_checkpoint
@@ -168,7 +169,9 @@ def verify_archive(
             report.lines_read += 1
             check.line(number, raw)
             if len(report.problems) >= MAX_PROBLEMS:
-                report.problems.append(ArchiveProblem("too_many_problems", None, "stopped reading", line=number))
+                report.problems.append(
+                    ArchiveProblem(ProblemKind.TOO_MANY_PROBLEMS, None, "stopped reading", line=number)
+                )
                 return report
     if progress:
         progress(unreported)
@@ -255,16 +258,18 @@ class _ArchiveCheck:
         try:
             line = parse_line(raw)
         except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            self.problem("invalid_line", None, f"line {number} is not valid JSON", number)
+            self.problem(ProblemKind.INVALID_LINE, None, f"line {number} is not valid JSON", number)
             return None
         seq = line.get(ID_NAME) if isinstance(line, dict) else None
         if type(seq) is not int:
-            self.problem("invalid_line", None, f"line {number} is not an event: no integer {ID_NAME!r}", number)
+            self.problem(
+                ProblemKind.INVALID_LINE, None, f"line {number} is not an event: no integer {ID_NAME!r}", number
+            )
             return None
         try:
             return sealed_row(line)
         except (KeyError, TypeError, ValueError) as error:
-            self.problem("invalid_line", seq, f"line {number} (id {seq}) is not an event: {error!r}", number)
+            self.problem(ProblemKind.INVALID_LINE, seq, f"line {number} (id {seq}) is not an event: {error!r}", number)
             return None
 
     # -- moving from checkpoint to checkpoint --
@@ -282,7 +287,7 @@ class _ArchiveCheck:
             self.upcoming = next(self.checkpoints, None)
         if first_skipped is not None and last_skipped is not None:
             self.problem(
-                "incomplete", first_skipped.first_seq,
+                ProblemKind.INCOMPLETE, first_skipped.first_seq,
                 f"the archive holds no event of ids {first_skipped.first_seq}..{last_skipped.last_seq} (whole"
                 f" segments, from segment {first_skipped.pk}) before line {number}",
                 number,
@@ -327,13 +332,13 @@ class _ArchiveCheck:
         seal, expected = segment.seal, segment.expected
         if seq in seal.gaps:
             detail = f"line {number} holds id {seq}, which segment {seal.pk} records as never committed"
-            segment.problem = self.problem("inserted", seq, detail, number)
+            segment.problem = self.problem(ProblemKind.INSERTED, seq, detail, number)
         elif expected is None or seq < expected:
             detail = f"line {number} holds id {seq} again or out of order (id {expected} was expected)"
-            segment.problem = self.problem("unexpected", seq, detail, number)
+            segment.problem = self.problem(ProblemKind.UNEXPECTED, seq, detail, number)
         else:  # deleted, unless it turns up later in the segment (told apart in _close_segment)
             detail = f"line {number} holds id {seq} where id {expected} of segment {seal.pk} was expected"
-            segment.problem = self.problem("deleted", expected, detail, number)
+            segment.problem = self.problem(ProblemKind.DELETED, expected, detail, number)
             segment.awaited = expected
 
     def _close(self) -> None:
@@ -342,7 +347,7 @@ class _ArchiveCheck:
         if self.uncovered is not None:
             run = self.uncovered
             self.problem(
-                "checkpoint_missing", run.first_seq,
+                ProblemKind.CHECKPOINT_MISSING, run.first_seq,
                 f"ids {run.first_seq}..{run.last_seq} (lines {run.first_line}..{run.last_line}) are in no checkpoint"
                 " in the database: nothing to verify them against",
                 run.first_line,
@@ -353,20 +358,20 @@ class _ArchiveCheck:
         seal, problem = segment.seal, segment.problem
         if problem is not None:
             if segment.awaited is not None and segment.found_at is not None:
-                problem.kind = "out_of_order"
+                problem.kind = ProblemKind.OUT_OF_ORDER
                 problem.detail += f"; id {segment.awaited} comes later, at line {segment.found_at}"
             elif segment.awaited is not None:
                 problem.detail += f"; id {segment.awaited} is not in the archive"
         elif segment.expected is not None:
             self.problem(
-                "incomplete", segment.expected,
+                ProblemKind.INCOMPLETE, segment.expected,
                 f"segment {seal.pk} (ids {seal.first_seq}..{seal.last_seq}) stops after line {segment.last_line}:"
                 f" id {segment.expected} should be at line {segment.last_line + 1}",
                 segment.last_line + 1,
             )  # fmt: skip
         elif segment.running != seal.head_hash:
             self.problem(
-                "altered", seal.first_seq,
+                ProblemKind.ALTERED, seal.first_seq,
                 f"segment {seal.pk} (ids {seal.first_seq}..{seal.last_seq}, lines {segment.first_line}.."
                 f"{segment.last_line}) does not end in its head hash: a value in one of these lines was changed"
                 " (which one cannot be told: the per-event hashes were purged with the events)",
@@ -380,7 +385,7 @@ class _ArchiveCheck:
         report = self.report
         if self.first_seal is None or self.last_seal is None:
             if not report.problems:
-                self.problem("incomplete", None, "the archive holds no event", None)
+                self.problem(ProblemKind.INCOMPLETE, None, "the archive holds no event", None)
             return
         report.first_seq, report.last_seq = self.first_seal.first_seq, self.last_seal.last_seq
         self._check_purge_boundaries(self.first_seal, self.last_seal)
@@ -398,8 +403,8 @@ class _ArchiveCheck:
         cut = AuditSeal.objects.filter(last_seq__gt=start, last_seq__lt=first.first_seq).order_by("last_seq").first()
         if cut is not None:
             detail = f"the archive starts at id {first.first_seq}, but its purge starts at id {cut.first_seq}"
-            self.problem("incomplete", cut.first_seq, detail, 1)
+            self.problem(ProblemKind.INCOMPLETE, cut.first_seq, detail, 1)
         if last.last_seq <= purged and not boundaries.filter(through_seq=last.last_seq).exists():
             end = boundaries.filter(through_seq__gt=last.last_seq).order_by("through_seq").first()
             detail = f"the archive ends at id {last.last_seq}, but its purge goes on through id {end}"
-            self.problem("incomplete", last.last_seq + 1, detail, self.last_line + 1)
+            self.problem(ProblemKind.INCOMPLETE, last.last_seq + 1, detail, self.last_line + 1)

@@ -14,8 +14,9 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
+from apps.audit.choices import Decision
 from apps.audit.masking import mask_changes
-from apps.audit.models import AuditEvent, Decision
+from apps.audit.models import AuditEvent
 
 # Gateway attempts (written by apps.audit.recording.GatewayAttempt).
 GATEWAY_REQUEST = "gateway.request"

@@ -7,12 +7,9 @@ from django.db import connection, models
 from django.db.models.functions import Collate
 from django.utils import timezone
 
+from apps.audit.choices import Decision
+
 _DEFAULT = object()
-
-
-class Decision(models.TextChoices):
-    ALLOW = "allow"
-    DENY = "deny"
 
 
 # The only columns ever written after the insert: a gateway attempt's outcome, once

@@ -24,9 +24,8 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from apps.audit.choices import INTERRUPTED
 from apps.audit.models import AuditEvent
-
-INTERRUPTED = "interrupted"
 
 
 def process_start(pid: int | str) -> str | None:

@@ -30,9 +30,10 @@ from typing import Any
 from django.db import DatabaseError
 from django.utils import timezone
 
+from apps.audit.choices import Decision
 from apps.audit.events import GATEWAY_DENIED, GATEWAY_REQUEST
 from apps.audit.masking import mask_query
-from apps.audit.models import AuditEvent, Decision
+from apps.audit.models import AuditEvent
 from apps.audit.reconciling import process_start
 
 _MAX_TEXT = 2000

@@ -36,8 +36,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.audit.choices import ProblemKind
 from apps.audit.models import AuditEvent, AuditEventHash, AuditSeal
 from apps.audit.retention import purged_through
+from apps.core import signing
 
 GENESIS = "0" * 64
 # What is sealed of an event: every column but ``actor_id`` (set to NULL when a user is
@@ -127,9 +129,8 @@ def checkpoint_payload(seal: AuditSeal) -> dict[str, Any]:
     }
 
 
-def sign(payload: dict[str, Any], key: str) -> str:
-    message = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+def checkpoint_signature(payload: dict[str, Any], key: str) -> str:
+    return signing.sign(key, json.dumps(payload, sort_keys=True, separators=(",", ":")).encode())
 
 
 def _signing_key() -> tuple[str, str]:
@@ -186,7 +187,7 @@ def seal(*, now: datetime | None = None, grace: timedelta | None = None, limit: 
             key_id=key_id,
         )  # fmt: skip
         if key:
-            checkpoint.signature = sign(checkpoint_payload(checkpoint), key)
+            checkpoint.signature = checkpoint_signature(checkpoint_payload(checkpoint), key)
         # Inserts only: the app's database user may not update or delete audit tables.
         AuditEventHash.objects.bulk_create(hashes, batch_size=_BATCH)
         checkpoint.save()
@@ -280,7 +281,9 @@ def verify_checkpoint(checkpoint: AuditSeal, previous: str, keys: Mapping[str, s
     signature holds under the key its ``key_id`` names."""
     report.segments_checked += 1
     if checkpoint.prev_hash != previous:
-        report.problems.append(Problem("fork", checkpoint.first_seq, f"segment {checkpoint.pk} does not follow"))
+        report.problems.append(
+            Problem(ProblemKind.FORK, checkpoint.first_seq, f"segment {checkpoint.pk} does not follow")
+        )
     if keys:
         _verify_signature(checkpoint, keys, report)
 
@@ -292,9 +295,13 @@ def _verify_signature(checkpoint: AuditSeal, keys: Mapping[str, str], report: Re
     # a checkpoint whose key was dropped from the ring: it has a problem of its own.
     if key is None and checkpoint.key_id:
         detail = f"segment {checkpoint.pk} is signed with key id {checkpoint.key_id!r}, which is not in the key ring"
-        report.problems.append(Problem("unknown_key", checkpoint.first_seq, detail))
-    elif key is None or not hmac.compare_digest(checkpoint.signature, sign(checkpoint_payload(checkpoint), key)):
-        report.problems.append(Problem("bad_signature", checkpoint.first_seq, f"segment {checkpoint.pk} signature"))
+        report.problems.append(Problem(ProblemKind.UNKNOWN_KEY, checkpoint.first_seq, detail))
+    elif key is None or not hmac.compare_digest(
+        checkpoint.signature, checkpoint_signature(checkpoint_payload(checkpoint), key)
+    ):
+        report.problems.append(
+            Problem(ProblemKind.BAD_SIGNATURE, checkpoint.first_seq, f"segment {checkpoint.pk} signature")
+        )
 
 
 def _verify_segment(
@@ -318,13 +325,15 @@ def _verify_segment(
         seq = row[ID]
         for missing in range(expected, seq):
             if missing not in gaps:
-                problems.append(Problem("deleted", missing, "a sealed event is missing"))
+                problems.append(Problem(ProblemKind.DELETED, missing, "a sealed event is missing"))
         if seq in gaps or seq not in stored:
-            problems.append(Problem("inserted", seq, "an event that was never sealed appears in a sealed range"))
+            problems.append(
+                Problem(ProblemKind.INSERTED, seq, "an event that was never sealed appears in a sealed range")
+            )
         else:
             running = chain(running, row)
             if running != stored[seq]:
-                problems.append(Problem("altered", seq, "the event or its chain hash was changed"))
+                problems.append(Problem(ProblemKind.ALTERED, seq, "the event or its chain hash was changed"))
                 running = stored[seq]  # resynchronise to report later problems independently
         expected = seq + 1
         report.events_checked += 1
@@ -332,10 +341,10 @@ def _verify_segment(
             progress(1000)
     for missing in range(expected, checkpoint.last_seq + 1):
         if missing not in gaps:
-            problems.append(Problem("deleted", missing, "a sealed event is missing"))
+            problems.append(Problem(ProblemKind.DELETED, missing, "a sealed event is missing"))
     if running != checkpoint.head_hash:
         problems.append(
-            Problem("altered", checkpoint.last_seq, f"segment {checkpoint.pk} does not end in its head hash")
+            Problem(ProblemKind.ALTERED, checkpoint.last_seq, f"segment {checkpoint.pk} does not end in its head hash")
         )
 
 
@@ -343,7 +352,9 @@ def _verify_checkpoint_file(path: Path, seals: list[AuditSeal], report: Report) 
     report.checkpoint_file_checked = True
     if not path.is_file():
         if seals:  # nothing sealed yet is the only reason for the file not to exist
-            report.problems.append(Problem("checkpoint_missing", seals[0].first_seq, f"{path} does not exist"))
+            report.problems.append(
+                Problem(ProblemKind.CHECKPOINT_MISSING, seals[0].first_seq, f"{path} does not exist")
+            )
         return
     in_db = {seal.last_seq: seal for seal in seals}
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -355,7 +366,7 @@ def _verify_checkpoint_file(path: Path, seals: list[AuditSeal], report: Report) 
         seal = in_db.get(outside["last_seq"]) or AuditSeal.objects.filter(last_seq=outside["last_seq"]).first()
         if seal is None:
             detail = f"the segment ending at {outside['last_seq']} is in {path.name} but not in the database"
-            report.problems.append(Problem("checkpoint_missing", outside["first_seq"], detail))
+            report.problems.append(Problem(ProblemKind.CHECKPOINT_MISSING, outside["first_seq"], detail))
             continue
         inside = {**checkpoint_payload(seal), "signature": seal.signature}
         if any(
@@ -363,4 +374,4 @@ def _verify_checkpoint_file(path: Path, seals: list[AuditSeal], report: Report) 
             for k in ("first_seq", "last_seq", "count", "head_hash", "prev_hash", "signature")
         ):
             detail = f"segment {seal.pk} differs from {path.name}"
-            report.problems.append(Problem("checkpoint_mismatch", seal.first_seq, detail))
+            report.problems.append(Problem(ProblemKind.CHECKPOINT_MISMATCH, seal.first_seq, detail))

@@ -46,11 +46,14 @@ class StrictIPAddressField(StrictStringMixin, serializers.IPAddressField):
     default_error_messages = {"not_a_string": "Expected a string."}
 
 
+NOT_A_BOOLEAN = "Expected true or false."
+
+
 class StrictBooleanField(serializers.BooleanField):
     """A JSON body must send ``true`` or ``false`` (DRF would also take 0, 1 and "yes");
     an HTML form (the browsable API) sends text, which DRF's rules still read."""
 
-    default_error_messages = {"invalid": "Expected true or false."}
+    default_error_messages = {"invalid": NOT_A_BOOLEAN}
 
     def to_internal_value(self, data: Any) -> bool:
         request = self.context.get("request")

@@ -19,11 +19,15 @@ from django.db import models
 from django_filters.fields import IsoDateTimeField as BaseIsoDateTimeField
 
 from apps.core import timestamps
+from apps.core.fields import NOT_A_BOOLEAN
 
 _TRUE, _FALSE = ("true", "True", "1"), ("false", "False", "0")
 
 
-class StrictBooleanField(forms.Field):
+class BooleanQueryField(forms.Field):
+    """A boolean in the query string: true/True/1 or false/False/0, nothing else (django-filter
+    would read any other text as "no filter")."""
+
     def to_python(self, value: Any) -> bool | None:
         if value in (None, ""):
             return None
@@ -31,11 +35,11 @@ class StrictBooleanField(forms.Field):
             return True
         if value in _FALSE:
             return False
-        raise forms.ValidationError("Expected true or false.", code="invalid")
+        raise forms.ValidationError(NOT_A_BOOLEAN, code="invalid")
 
 
 class BooleanFilter(django_filters.BooleanFilter):
-    field_class = StrictBooleanField
+    field_class = BooleanQueryField
 
 
 class IntegerFilter(django_filters.NumberFilter):

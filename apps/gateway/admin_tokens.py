@@ -18,8 +18,9 @@ from django.utils import timezone
 
 from apps.gateway import scopes as token_scopes
 from apps.gateway import tokens
+from apps.gateway.choices import TokenStatus
 from apps.gateway.models import APIToken
-from apps.gateway.models.tokens import SHOWN_FIELDS, TokenStatus, normalise_cidrs
+from apps.gateway.models.tokens import SHOWN_FIELDS, normalise_cidrs
 
 _CREATE_FIELDS = ("user", "label", "expires_at", "all_upstreams", "upstreams", "scopes", "allowed_cidrs")
 _VIEW_FIELDS = SHOWN_FIELDS

@@ -15,7 +15,7 @@ success ``request.user`` is the token's user and ``request.auth`` the
 - 403 ``token_scope``: management API only, the token has no management scope at
   all (``scopes`` empty: a gateway-only token).  Which scope each view needs, and
   the upstream limit on the management API, are checked by the views' permission
-  (``apps.gateway.api.permissions.TokenScope``), with the same code.
+  (``apps.core.api.permissions.TokenScope``), with the same code.
 
 Each exception carries ``token_key_id`` ("" if the token did not parse) for auditing.
 
@@ -48,9 +48,8 @@ from apps.audit import events
 from apps.gateway import tokens
 from apps.gateway.addresses import client_ip
 from apps.gateway.cache import TTLCache
-from apps.gateway.choices import Reason
+from apps.gateway.choices import Reason, TokenStatus
 from apps.gateway.models import APIToken
-from apps.gateway.models.tokens import TokenStatus
 
 logger = logging.getLogger(__name__)
 

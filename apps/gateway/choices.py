@@ -61,3 +61,26 @@ class IntrospectionReason(models.TextChoices):
     EXPIRED = "expired"
     UNKNOWN_REQUEST = "unknown_request"
     TOKEN_INACTIVE = "token_inactive"
+
+
+class Subject(models.TextChoices):
+    USER = "user"
+    GROUP = "group"
+    ANY = "any", "any authenticated caller"
+
+
+class Effect(models.TextChoices):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+class PathMatch(models.TextChoices):
+    PREFIX = "prefix", "prefix (on segment boundaries)"
+    GLOB = "glob", "glob (* within a segment, ** across segments)"
+
+
+class TokenStatus(models.TextChoices):
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    DISABLED = "disabled"

@@ -15,7 +15,7 @@ import logging
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 
-from apps.audit.models import Decision
+from apps.audit.choices import Decision
 from apps.audit.recording import GatewayAttempt
 from apps.core import errors
 from apps.core.handlers import is_gateway_path

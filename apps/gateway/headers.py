@@ -157,7 +157,7 @@ def for_upstream(
     if content_length:
         headers["Content-Length"] = str(content_length)
     if upstream.identity_key:
-        headers[IDENTITY_HEADER] = identity.sign(
+        headers[IDENTITY_HEADER] = identity.assertion(
             upstream.identity_key, attempt.actor_username, attempt.token_key_id, attempt.request_id
         )
     if attempt.injected_credential:

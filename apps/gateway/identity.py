@@ -7,11 +7,12 @@ themselves with the key, or ask ``POST /api/introspect`` (apps.gateway.introspec
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
+
+from apps.core import signing
 
 VERSION = "v1"
 _FIELDS = ("user", "kid", "rid", "ts", "sig")
@@ -31,10 +32,11 @@ class Assertion:
 
 def _signature(key: str, user: str, kid: str, rid: str, ts: str) -> str:
     message = "\n".join((VERSION, user, kid, rid, ts)).encode()
-    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+    return signing.sign(key, message)
 
 
-def sign(key: str, username: str, token_key_id: str, request_id: str, now: int | None = None) -> str:
+def assertion(key: str, username: str, token_key_id: str, request_id: str, now: int | None = None) -> str:
+    """The signed ``X-Auditgate-Identity`` value."""
     ts = str(int(time.time()) if now is None else now)
     user = quote(username, safe="")
     sig = _signature(key, user, token_key_id, request_id, ts)

@@ -27,9 +27,8 @@ from django.conf import settings
 
 from apps.gateway import paths
 from apps.gateway.cache import TTLCache
-from apps.gateway.choices import Reason
+from apps.gateway.choices import Effect, PathMatch, Reason, Subject
 from apps.gateway.models import AccessRule, Upstream
-from apps.gateway.models.rules import Effect, PathMatch, Subject
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class AccessRequest:
 
 
 @dataclass(frozen=True)
-class Decision:
+class Verdict:
     allowed: bool
     reason: Reason
     rule_id: int | None = None
@@ -154,20 +153,20 @@ def rules_of(upstream: Upstream) -> tuple[CompiledRule, ...]:
     return _rules_cache.get_or_load(upstream.pk, load)
 
 
-def decide(request: AccessRequest, rules: tuple[CompiledRule, ...] | None = None) -> Decision:
+def decide(request: AccessRequest, rules: tuple[CompiledRule, ...] | None = None) -> Verdict:
     upstream = request.upstream
     if not upstream.enabled:
-        return Decision(False, Reason.UPSTREAM_DISABLED)
+        return Verdict(False, Reason.UPSTREAM_DISABLED)
     if request.method not in upstream.allowed_methods:
-        return Decision(False, Reason.METHOD_NOT_ALLOWED)
+        return Verdict(False, Reason.METHOD_NOT_ALLOWED)
     token = request.token
     if token is not None and not token.allows_upstream(upstream):
-        return Decision(False, Reason.TOKEN_SCOPE)
+        return Verdict(False, Reason.TOKEN_SCOPE)
     rules = rules_of(upstream) if rules is None else rules
     return _evaluate([rule for rule in rules if rule.applies_to(request)], request)
 
 
-def _evaluate(rules: list[CompiledRule], request: AccessRequest) -> Decision:
+def _evaluate(rules: list[CompiledRule], request: AccessRequest) -> Verdict:
     matching: list[CompiledRule] = []
     near_miss: tuple[int, Reason, int] | None = None
     for rule in rules:
@@ -183,8 +182,8 @@ def _evaluate(rules: list[CompiledRule], request: AccessRequest) -> Decision:
         top = [rule for rule in matching if rule.priority == best]
         deny = next((rule for rule in top if not rule.allow), None)
         if deny is not None:
-            return Decision(False, Reason.DENIED_BY_RULE, deny.id)
-        return Decision(True, Reason.ALLOWED, top[0].id)
+            return Verdict(False, Reason.DENIED_BY_RULE, deny.id)
+        return Verdict(True, Reason.ALLOWED, top[0].id)
     if near_miss is not None:
-        return Decision(False, near_miss[1], near_miss[2])
-    return Decision(False, Reason.NO_MATCHING_RULE)
+        return Verdict(False, near_miss[1], near_miss[2])
+    return Verdict(False, Reason.NO_MATCHING_RULE)

@@ -22,7 +22,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-AUDIT_READ = "audit:read"
+from apps.audit.choices import AUDIT_READ  # the trail's own word for reading it
+
 POLICY_READ = "policy:read"
 POLICY_WRITE = "policy:write"
 TOKENS_READ = "tokens:read"

@@ -17,7 +17,6 @@ the change and its audit event in one transaction.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -33,6 +32,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit import events
+from apps.core import signing
 from apps.gateway import scopes as token_scopes
 from apps.gateway.models.tokens import APIToken, normalise_cidrs
 
@@ -100,7 +100,7 @@ def current_pepper_id() -> int:
 def hash_secret(secret: str, pepper_id: int) -> str:
     """Hex HMAC-SHA256 of the secret under pepper ``pepper_id`` (KeyError if not configured)."""
     pepper = settings.TOKEN_PEPPERS[pepper_id]
-    return hmac.new(pepper, secret.encode("ascii"), hashlib.sha256).hexdigest()
+    return signing.sign(pepper, secret.encode("ascii"))
 
 
 def secret_matches(secret: str, token: APIToken | None) -> bool:

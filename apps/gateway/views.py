@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 
-from apps.audit.models import Decision
+from apps.audit.choices import Decision
 from apps.audit.recording import GatewayAttempt
 from apps.core.errors import error_body
 from apps.gateway import headers, paths, proxy

@@ -195,7 +195,7 @@ SPECTACULAR_SETTINGS = {
     # Choice sets used by several fields get one name each.
     "ENUM_NAME_OVERRIDES": {
         "HttpMethodEnum": "apps.gateway.choices.HTTP_METHODS",
-        "DecisionEnum": "apps.audit.models.Decision",
+        "DecisionEnum": "apps.audit.choices.Decision",
     },
 }
 

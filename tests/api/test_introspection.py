@@ -126,14 +126,14 @@ def test_a_tampered_or_malformed_assertion_is_inactive(client, assertion, change
 
 def test_an_old_assertion_is_inactive(client, assertion, alice):
     fields = dict(pair.split("=", 1) for pair in assertion[0].split(";")[1:])
-    old = identity.sign(KEY, "alice", fields["kid"], fields["rid"], now=int(time.time()) - 61)
+    old = identity.assertion(KEY, "alice", fields["kid"], fields["rid"], now=int(time.time()) - 61)
     assert introspect(client, old).json() == {"active": False}
     assert last_introspection().reason == "expired"
 
 
 def test_a_well_signed_assertion_for_a_request_the_gateway_never_forwarded_is_inactive(client, assertion):
     fields = dict(pair.split("=", 1) for pair in assertion[0].split(";")[1:])
-    forged = identity.sign(KEY, "alice", fields["kid"], "not-a-request-id")
+    forged = identity.assertion(KEY, "alice", fields["kid"], "not-a-request-id")
     assert introspect(client, forged).json() == {"active": False}
     assert last_introspection().reason == "unknown_request"
 

@@ -260,7 +260,7 @@ def test_an_archived_checkpoint_whose_key_left_the_ring_is_named_with_its_key_id
 def test_an_archived_checkpoint_re_signed_with_another_key_of_the_ring_is_a_bad_signature(rotated):
     path, (old, _) = rotated
     sql("UPDATE audit_auditseal SET signature = %s WHERE id = %s",
-        sealing.sign(sealing.checkpoint_payload(old), NEW_KEY), old.pk)  # fmt: skip
+        sealing.checkpoint_signature(sealing.checkpoint_payload(old), NEW_KEY), old.pk)  # fmt: skip
     assert problems(archives.verify_archive(path, keys=BOTH_KEYS)) == [("bad_signature", old.first_seq, 1)]
 
 

@@ -227,8 +227,8 @@ def test_a_trail_sealed_before_and_after_a_key_rotation_verifies_with_both_keys(
 
     old, new = rotated
     assert (old.key_id, new.key_id) == (KEY_ID, NEW_KEY_ID)
-    assert old.signature == sealing.sign(sealing.checkpoint_payload(old), KEY)
-    assert new.signature == sealing.sign(sealing.checkpoint_payload(new), NEW_KEY)
+    assert old.signature == sealing.checkpoint_signature(sealing.checkpoint_payload(old), KEY)
+    assert new.signature == sealing.checkpoint_signature(sealing.checkpoint_payload(new), NEW_KEY)
     with open(seal_settings.AUDIT_CHECKPOINT_FILE) as handle:
         assert [json.loads(line)["key_id"] for line in handle] == [KEY_ID, NEW_KEY_ID]
     report = sealing.verify(keys=BOTH_KEYS, checkpoint_file=seal_settings.AUDIT_CHECKPOINT_FILE)
@@ -258,7 +258,7 @@ def test_a_checkpoint_re_signed_with_another_key_of_the_ring_is_a_bad_signature(
     it: a key of the ring, but not the one the checkpoint names."""
     old, _ = rotated
     sql("UPDATE audit_auditseal SET signature = %s WHERE id = %s",
-        sealing.sign(sealing.checkpoint_payload(old), NEW_KEY), old.pk)  # fmt: skip
+        sealing.checkpoint_signature(sealing.checkpoint_payload(old), NEW_KEY), old.pk)  # fmt: skip
     report = sealing.verify(keys=BOTH_KEYS)
     assert [(p.kind, p.seq) for p in report.problems] == [("bad_signature", old.first_seq)]
 

@@ -21,8 +21,9 @@ from apps.audit.models import AuditEvent
 from apps.gateway import authentication, tokens
 from apps.gateway.authentication import APITokenAuthentication, ManagementAPITokenAuthentication
 from apps.gateway.cache import TTLCache
+from apps.gateway.choices import TokenStatus
 from apps.gateway.models import APIToken, Upstream
-from apps.gateway.models.tokens import TokenStatus, normalise_cidrs
+from apps.gateway.models.tokens import normalise_cidrs
 from apps.gateway.scopes import SCOPES
 
 FORMAT = re.compile(r"agt_[A-Za-z0-9]{12}_[A-Za-z0-9]{32}_[A-Za-z0-9]{6}")

@@ -6,7 +6,8 @@ import django_filters
 from django.db.models import Q, QuerySet
 from rest_framework.exceptions import ValidationError
 
-from apps.audit.models import AuditEvent, Decision
+from apps.audit.choices import Decision
+from apps.audit.models import AuditEvent
 from apps.core.filtersets import IntegerFilter, IsoDateTimeFilter, StrictFilterSet
 
 # A CIDR filter becomes LIKE prefixes on the stored address text; beyond this many it is refused.

@@ -5,7 +5,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from apps.audit.models import AuditEvent, Decision
+from apps.audit.choices import Decision
+from apps.audit.models import AuditEvent
 
 _AS_IS: dict[Callable[..., Any], Callable[[Any], Any]] = {
     serializers.CharField.to_representation: str,

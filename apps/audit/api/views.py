@@ -23,11 +23,11 @@ from apps.audit import events, exporting, sealing, stats
 from apps.audit.api.filtersets import AuditEventFilterSet
 from apps.audit.api.schema import EVENT_EXAMPLE, STATS_EXAMPLE, VERIFY_EXAMPLE
 from apps.audit.api.serializers import AuditEventSerializer, AuditStatsSerializer, AuditVerifySerializer
+from apps.audit.choices import AUDIT_READ
 from apps.audit.models import AuditEvent
 from apps.audit.permissions import IsAuditor, is_auditor
+from apps.core.api.permissions import TokenScope, limit_to_token_upstreams, refuse, token_upstream_ids
 from apps.core.pagination import CursorPagination
-from apps.gateway.api.permissions import TokenScope, limit_to_token_upstreams, refuse, token_upstream_ids
-from apps.gateway.scopes import AUDIT_READ
 
 
 class AuditEventPagination(CursorPagination):

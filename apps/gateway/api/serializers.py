@@ -22,9 +22,8 @@ from apps.core.fields import (
 from apps.gateway import paths, tokens
 from apps.gateway import scopes as token_scopes
 from apps.gateway.api.permissions import request_token
-from apps.gateway.choices import HTTP_METHODS
+from apps.gateway.choices import HTTP_METHODS, Subject
 from apps.gateway.models import AccessRule, APIToken, Upstream
-from apps.gateway.models.rules import Subject
 from apps.gateway.models.tokens import MAX_CIDRS, SHOWN_FIELDS, normalise_cidrs
 from apps.gateway.targets import check_base_url
 from apps.gateway.validators import validate_cidrs

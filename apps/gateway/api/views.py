@@ -35,21 +35,21 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from apps.audit import events
-from apps.audit.models import Decision
+from apps.audit.choices import Decision
+from apps.core.api.permissions import (
+    TokenScope,
+    check_upstream,
+    limit_to_token_upstreams,
+    refuse,
+    token_upstream_ids,
+)
 from apps.core.errors import error_body
 from apps.core.openapi import ErrorSerializer
 from apps.core.parsers import JSONParser
 from apps.gateway import actions, tokens
 from apps.gateway import scopes as token_scopes
 from apps.gateway.api.filtersets import AccessRuleFilterSet, APITokenFilterSet, UpstreamFilterSet
-from apps.gateway.api.permissions import (
-    TokenScope,
-    check_upstream,
-    limit_to_token_upstreams,
-    refuse,
-    request_token,
-    token_upstream_ids,
-)
+from apps.gateway.api.permissions import request_token
 from apps.gateway.api.schema import (
     RULE_REQUEST,
     RULE_RESPONSE,

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from apps.gateway.choices import Effect, PathMatch, Subject
 from apps.gateway.validators import (
     validate_cidrs,
     validate_days,
@@ -11,22 +12,6 @@ from apps.gateway.validators import (
     validate_path_prefix,
     validate_timezone,
 )
-
-
-class Subject(models.TextChoices):
-    USER = "user"
-    GROUP = "group"
-    ANY = "any", "any authenticated caller"
-
-
-class Effect(models.TextChoices):
-    ALLOW = "allow"
-    DENY = "deny"
-
-
-class PathMatch(models.TextChoices):
-    PREFIX = "prefix", "prefix (on segment boundaries)"
-    GLOB = "glob", "glob (* within a segment, ** across segments)"
 
 
 class AccessRule(models.Model):

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 
 from apps.gateway import scopes as token_scopes
+from apps.gateway.choices import TokenStatus
 from apps.gateway.validators import validate_cidrs
 
 if TYPE_CHECKING:
@@ -30,13 +31,6 @@ def normalise_cidrs(values: Iterable[Any]) -> list[str]:
         except (AttributeError, ValueError):
             raise ValueError(f"{value!r} is not an IP network (e.g. 10.0.0.0/8 or 2001:db8::/32).") from None
     return list(dict.fromkeys(networks))
-
-
-class TokenStatus(models.TextChoices):
-    ACTIVE = "active"
-    EXPIRED = "expired"
-    REVOKED = "revoked"
-    DISABLED = "disabled"
 
 
 class APITokenQuerySet(models.QuerySet["APIToken"]):
