@@ -14,7 +14,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.views import csrf
-from rest_framework import authentication, exceptions, status
+from rest_framework import authentication, exceptions
 
 CODE = "csrf_failed"
 DETAIL = "CSRF check failed: {reason} Reload the page that sent this form, or authenticate with a token."
@@ -31,7 +31,7 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     from apps.core.errors import json_error
 
     if wants_json(request):
-        return json_error(request, status.HTTP_403_FORBIDDEN, CODE, DETAIL.format(reason=reason))
+        return json_error(request, CODE, DETAIL.format(reason=reason))
     return csrf.csrf_failure(request, reason=reason)
 
 

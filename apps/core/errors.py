@@ -15,6 +15,8 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apps.core.refusals import REFUSALS
+
 
 def request_id_of(request: Any) -> str | None:
     return getattr(request, "request_id", None)
@@ -43,16 +45,18 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-def json_error(request: HttpRequest, status: int, code: str, detail: str) -> JsonResponse:
-    return JsonResponse(error_body(request, code, detail), status=status)
+def json_error(request: HttpRequest, code: str, detail: str | None = None) -> JsonResponse:
+    """The error answer for ``code``, with its status (and, unless given, its detail) from the table."""
+    refusal = REFUSALS[code]
+    return JsonResponse(error_body(request, code, detail or refusal.detail), status=refusal.status)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return json_error(request, 404, "not_found", "No such resource.")
+    return json_error(request, "not_found", "No such resource.")
 
 
 def server_error(request: HttpRequest) -> JsonResponse:
-    return json_error(request, 500, "server_error", "Internal error; it has been logged.")
+    return json_error(request, "server_error")
 
 
 def bad_request_code(exception: Exception | None) -> tuple[str, str]:
@@ -63,8 +67,8 @@ def bad_request_code(exception: Exception | None) -> tuple[str, str]:
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return json_error(request, 400, *bad_request_code(exception))
+    return json_error(request, *bad_request_code(exception))
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return json_error(request, 403, "permission_denied", "You do not have permission.")
+    return json_error(request, "permission_denied", "You do not have permission.")

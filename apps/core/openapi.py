@@ -18,46 +18,24 @@ from drf_spectacular.openapi import AutoSchema as BaseAutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import permissions, serializers
 
-# status -> (description, {code: example detail}); the first code is the usual one.
-ERROR_CODES: dict[int, tuple[str, dict[str, str]]] = {
+from apps.core.refusals import REFUSALS
+
+# status -> (description, codes); the first code is the usual one.  Example details: apps.core.refusals.
+ERROR_CODES: dict[int, tuple[str, tuple[str, ...]]] = {
     400: (
         "The request is invalid: `errors` has the messages per field (`invalid`); or its body is not JSON the "
         "API reads (`parse_error`: malformed, or nested deeper than 32 levels); or its `cursor` is not one the API "
         "handed out (`invalid_cursor`).",
-        {
-            "invalid": "The request is invalid.",
-            "parse_error": "JSON parse error - nested deeper than 32 levels.",
-            "invalid_cursor": "Invalid cursor: follow the `next` or `previous` link of a page.",
-        },
+        ("invalid", "parse_error", "invalid_cursor"),
     ),
-    401: (
-        "No usable credentials.",
-        {
-            "not_authenticated": "Authentication credentials were not provided.",
-            "authentication_failed": "Invalid token.",
-            "token_expired": "This token has expired.",
-            "token_revoked": "This token was revoked.",
-        },
-    ),
+    401: ("No usable credentials.", ("not_authenticated", "authentication_failed", "token_expired", "token_revoked")),
     403: (
         "Authenticated, but not allowed.",
-        {
-            "permission_denied": "You do not have permission to perform this action.",
-            "token_scope": "This token may not use the management API.",
-            "source_ip_not_allowed": "This token may not be used from your address.",
-            "csrf_failed": "CSRF check failed: CSRF token missing. Reload the page that sent this form, or "
-            "authenticate with a token.",
-        },
+        ("permission_denied", "token_scope", "source_ip_not_allowed", "csrf_failed"),
     ),
-    404: ("No such object (or not yours), or a page past the end.", {"not_found": "Not found."}),
-    411: (
-        "The body was sent chunked, without a Content-Length. Send its length.",
-        {"length_required": "Send a Content-Length: chunked request bodies are not accepted."},
-    ),
-    415: (
-        "The body's Content-Type is not one the operation reads.",
-        {"unsupported_media_type": 'Unsupported media type "text/plain" in request.'},
-    ),
+    404: ("No such object (or not yours), or a page past the end.", ("not_found",)),
+    411: ("The body was sent chunked, without a Content-Length. Send its length.", ("length_required",)),
+    415: ("The body's Content-Type is not one the operation reads.", ("unsupported_media_type",)),
 }
 
 
@@ -80,11 +58,11 @@ def error_response(status: int) -> OpenApiResponse:
     examples = [
         OpenApiExample(
             code,
-            value={"code": code, "detail": detail, "request_id": "ZT7b1X8AAQEAAB3xGk0AAAAB"},
+            value={"code": code, "detail": REFUSALS[code].detail, "request_id": "ZT7b1X8AAQEAAB3xGk0AAAAB"},
             status_codes=[str(status)],
             response_only=True,
         )
-        for code, detail in codes.items()
+        for code in codes
     ]
     if status == 400:
         examples[0].value["errors"] = {"name": ["This field is required."]}

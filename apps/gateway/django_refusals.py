@@ -61,4 +61,4 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Jso
     code, detail = errors.bad_request_code(exception)
     if is_gateway_path(request.path_info):
         record_refusal(request, code, 400)
-    return errors.json_error(request, 400, code, detail)
+    return errors.json_error(request, code, detail)

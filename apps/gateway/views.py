@@ -20,6 +20,7 @@ from rest_framework import exceptions
 
 from apps.audit.choices import Decision
 from apps.audit.recording import GatewayAttempt
+from apps.core import refusals
 from apps.core.errors import error_body
 from apps.gateway import headers, paths, proxy
 from apps.gateway.addresses import client_ip
@@ -32,21 +33,7 @@ from apps.gateway.policy import AccessRequest, decide
 
 logger = logging.getLogger(__name__)
 
-_STATUS = {
-    Reason.NOT_AUTHENTICATED: 401,
-    Reason.AUTHENTICATION_FAILED: 401,
-    Reason.TOKEN_EXPIRED: 401,
-    Reason.TOKEN_REVOKED: 401,
-    Reason.UPSTREAM_NOT_FOUND: 404,
-    Reason.INVALID_PATH: 400,
-    Reason.LENGTH_REQUIRED: 411,
-    Reason.REQUEST_TOO_LARGE: 413,
-    Reason.LOOP_DETECTED: 508,
-    Reason.UPGRADE_NOT_SUPPORTED: 501,
-}
 _NO_BODY_STATUSES = {204, 304}
-# Recorded when the client left before it could get an answer (nginx's convention).
-CLIENT_CLOSED_REQUEST = 499
 # The gateway's own cookies, which no upstream may set (apps.gateway.cookies).
 _GATEWAY_COOKIES = frozenset({settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, settings.LANGUAGE_COOKIE_NAME})
 _upstreams: TTLCache[Upstream | None] = TTLCache(settings.POLICY_CACHE_SECONDS)
@@ -54,10 +41,13 @@ _groups: TTLCache[tuple[frozenset[int], tuple[str, ...]]] = TTLCache(settings.PO
 
 
 class Refused(Exception):
-    def __init__(self, reason: Reason, detail: str, status: int | None = None):
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
-        self.status = status or _STATUS.get(reason, 403)
+    """A refusal: its status and default detail come from the table (apps.core.refusals)."""
+
+    def __init__(self, reason: Reason, detail: str | None = None, status: int | None = None):
+        self.reason = reason
+        self.detail = detail or refusals.detail_of(reason)
+        self.status = status or refusals.status_of(reason)
+        super().__init__(self.detail)
 
 
 def _start_attempt(request: HttpRequest, upstream_name: str) -> GatewayAttempt:
@@ -156,19 +146,15 @@ def _decide(request: HttpRequest, token: Any, upstream: Upstream, attempt: Gatew
     attempt.rule_id = decision.rule_id
     if not decision.allowed:
         status = 405 if decision.reason == Reason.METHOD_NOT_ALLOWED and decision.rule_id is None else None
-        raise Refused(decision.reason, _DETAIL.get(decision.reason, "Access denied."), status=status)
+        raise Refused(decision.reason, _POLICY_DETAIL.get(decision.reason), status=status)
     if length > upstream.max_request_bytes:
         raise Refused(Reason.REQUEST_TOO_LARGE, f"The body exceeds {upstream.max_request_bytes} bytes.")
 
 
-_DETAIL = {
-    Reason.NO_MATCHING_RULE: "No access rule allows this request.",
-    Reason.DENIED_BY_RULE: "An access rule denies this request.",
-    Reason.OUTSIDE_TIME_WINDOW: "The rule that would allow this request is not in force now.",
+# Where the policy's words differ from the API's for the same code.
+_POLICY_DETAIL = {
     Reason.SOURCE_IP_NOT_ALLOWED: "Not allowed from this address.",
-    Reason.METHOD_NOT_ALLOWED: "This method is not allowed here.",
     Reason.TOKEN_SCOPE: "This token may not be used on this upstream.",
-    Reason.UPSTREAM_DISABLED: "This upstream is disabled.",
 }
 
 
@@ -181,16 +167,13 @@ def _refuse(request: HttpRequest, attempt: GatewayAttempt, refusal: Refused) -> 
     return response
 
 
-_TIMEOUTS = frozenset({UpstreamError.CONNECT_TIMEOUT, UpstreamError.READ_TIMEOUT, UpstreamError.TOTAL_TIMEOUT})
-
-
 def _upstream_failed(request: HttpRequest, attempt: GatewayAttempt, exc: BaseException) -> JsonResponse:
     error = proxy.classify(exc)
-    status = 504 if error in _TIMEOUTS else 502
+    status = refusals.status_of(error)
     logger.warning("Upstream %s failed: %s (%s)", attempt.upstream_name, error, type(exc).__name__)
     attempt.error, attempt.status = error, status
     attempt.finish()
-    return JsonResponse(error_body(request, error, "The upstream did not give a usable answer."), status=status)
+    return JsonResponse(error_body(request, error, refusals.detail_of(error)), status=status)
 
 
 def _client_gone(request: HttpRequest, attempt: GatewayAttempt, gone: proxy.ClientGone) -> JsonResponse:
@@ -198,12 +181,10 @@ def _client_gone(request: HttpRequest, attempt: GatewayAttempt, gone: proxy.Clie
     when its body timeout fired, or nothing at all when the client hung up (499, nginx's name)."""
     logger.info("Request body of %s cut off after %d bytes (%s)", attempt.request_id, attempt.request_bytes,
                 "timed out" if gone.timed_out else "client left")  # fmt: skip
-    if gone.timed_out:
-        attempt.error, attempt.status = UpstreamError.CLIENT_BODY_TIMEOUT, 408
-    else:
-        attempt.error, attempt.status = UpstreamError.CLIENT_ABORTED, CLIENT_CLOSED_REQUEST
+    error = UpstreamError.CLIENT_BODY_TIMEOUT if gone.timed_out else UpstreamError.CLIENT_ABORTED
+    attempt.error, attempt.status = error, refusals.status_of(error)
     attempt.finish()
-    return JsonResponse(error_body(request, attempt.error, "The request body was cut off."), status=attempt.status)
+    return JsonResponse(error_body(request, error, refusals.detail_of(error)), status=attempt.status)
 
 
 @csrf_exempt  # Token-authenticated only: cookies never authenticate on /gw/.
@@ -236,7 +217,7 @@ def _handle(request: HttpRequest, upstream: str, attempt: GatewayAttempt) -> Htt
         if not target.fail_open:
             logger.exception("Audit trail unavailable: refusing to forward %s (fail-closed)", attempt.request_id)
             return JsonResponse(
-                error_body(request, "audit_unavailable", "The audit trail cannot record this request now."), status=503
+                error_body(request, "audit_unavailable", refusals.detail_of("audit_unavailable")), status=503
             )
         logger.error("AUDIT TRAIL UNAVAILABLE: forwarding %s to fail-open upstream %s UNRECORDED so far",
                      attempt.request_id, target.name)  # fmt: skip
@@ -246,7 +227,7 @@ def _handle(request: HttpRequest, upstream: str, attempt: GatewayAttempt) -> Htt
         # A bug, or the process being told to stop: the attempt still gets its outcome, so
         # the trail is complete and the sealer never waits on it (Relay.close() records
         # the attempts that got as far as a response).
-        attempt.error, attempt.status = UpstreamError.GATEWAY_ERROR, 500
+        attempt.error, attempt.status = UpstreamError.GATEWAY_ERROR, refusals.status_of(UpstreamError.GATEWAY_ERROR)
         attempt.finish()
         raise
 
