@@ -76,8 +76,10 @@ def write_pending_outcomes() -> int:
         logger.warning("Outcome of audit event %s written after the database came back", event_id)
 
 
-@dataclass
-class GatewayAttempt:
+@dataclass(frozen=True)
+class Attempt:
+    """What was asked and what was decided: phase 1, written before anything is forwarded."""
+
     request_id: str
     method: str
     path: str
@@ -88,10 +90,9 @@ class GatewayAttempt:
     host: str = ""
     user_agent: str = ""
     occurred_at: datetime = field(default_factory=timezone.now)
-    started: float = field(default_factory=time.monotonic)
     actor_id: int | None = None
     actor_username: str = ""
-    actor_groups: list[str] = field(default_factory=list)
+    actor_groups: tuple[str, ...] = ()
     auth_method: str = ""
     token_key_id: str = ""
     upstream_id: int | None = None
@@ -99,24 +100,9 @@ class GatewayAttempt:
     decision: str = Decision.DENY
     reason: str = ""
     rule_id: int | None = None
-    status: int | None = None
-    upstream_status: int | None = None
-    error: str = ""
     injected_credential: str = ""
-    request_bytes: int = 0
-    response_bytes: int = 0
-    ttfb_ms: float | None = None
-    overhead_ms: float | None = None
-    client_aborted: bool = False
-    request_digest: Any = field(default_factory=hashlib.sha256)
-    response_digest: Any = field(default_factory=hashlib.sha256)
-    event_id: int | None = None
-    finished: bool = False
 
-    def elapsed_ms(self) -> float:
-        return round((time.monotonic() - self.started) * 1000, 3)
-
-    def _attempt_fields(self) -> dict[str, Any]:
+    def fields(self) -> dict[str, Any]:
         return {
             "event_type": GATEWAY_REQUEST if self.decision == Decision.ALLOW else GATEWAY_DENIED,
             "request_id": self.request_id,
@@ -131,7 +117,7 @@ class GatewayAttempt:
             "occurred_at": self.occurred_at,
             "actor_id": self.actor_id,
             "actor_username": self.actor_username,
-            "actor_groups": self.actor_groups,
+            "actor_groups": list(self.actor_groups),
             "auth_method": self.auth_method,
             "token_key_id": self.token_key_id,
             "upstream_id": self.upstream_id,
@@ -140,40 +126,88 @@ class GatewayAttempt:
             "reason": self.reason,
             "rule_id": self.rule_id,
             "injected_credential": self.injected_credential,
-            "overhead_ms": self.overhead_ms,
             "worker": WORKER,
         }
 
-    def _outcome_fields(self) -> dict[str, Any]:
+
+class BodyCount:
+    """Bytes and SHA-256 of a body as it streams; only the relay adds to it."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._digest = hashlib.sha256()
+
+    def add(self, chunk: bytes) -> None:
+        self.bytes += len(chunk)
+        self._digest.update(chunk)
+
+    def sha256(self) -> str:
+        return self._digest.hexdigest() if self.bytes else ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How it ended: phase 2, written once, when the response is complete or the client gone."""
+
+    status: int | None
+    error: str = ""
+    upstream_status: int | None = None
+    request: BodyCount | None = None
+    response: BodyCount | None = None
+    ttfb_ms: float | None = None
+    client_aborted: bool = False
+
+    def fields(self, duration_ms: float) -> dict[str, Any]:
+        request, response = self.request or BodyCount(), self.response or BodyCount()
         return {
             "completed_at": timezone.now(),
-            "duration_ms": self.elapsed_ms(),
+            "duration_ms": duration_ms,
             "status": self.status,
             "upstream_status": self.upstream_status,
             "error": self.error,
-            "request_bytes": self.request_bytes,
-            "request_sha256": self.request_digest.hexdigest() if self.request_bytes else "",
-            "response_bytes": self.response_bytes,
-            "response_sha256": self.response_digest.hexdigest() if self.response_bytes else "",
+            "request_bytes": request.bytes,
+            "request_sha256": request.sha256(),
+            "response_bytes": response.bytes,
+            "response_sha256": response.sha256(),
             "ttfb_ms": self.ttfb_ms,
             "client_aborted": self.client_aborted,
         }
 
-    def deny(self) -> int:
+
+class GatewayAttempt:
+    """The audit event of one gateway attempt, written in two phases (or one, for a refusal)."""
+
+    def __init__(self, attempt: Attempt, started: float | None = None):
+        self.attempt = attempt
+        self.started = time.monotonic() if started is None else started  # when the request arrived
+        self.overhead_ms: float | None = None
+        self.event_id: int | None = None
+        self.finished = False
+
+    @property
+    def request_id(self) -> str:
+        return self.attempt.request_id
+
+    def elapsed_ms(self) -> float:
+        return round((time.monotonic() - self.started) * 1000, 3)
+
+    def deny(self, outcome: Outcome) -> int:
         """A refusal: attempt and outcome in one insert.  Returns the event's id."""
         self.finished = True
-        self.event_id = AuditEvent.objects.insert(**self._attempt_fields(), **self._outcome_fields())
+        self.event_id = AuditEvent.objects.insert(
+            **self.attempt.fields(), overhead_ms=None, **outcome.fields(self.elapsed_ms())
+        )
         _write_pending_if_any()
         return self.event_id
 
     def begin(self) -> int:
         """Phase 1, before forwarding: raises DatabaseError when the attempt cannot be recorded."""
         self.overhead_ms = self.elapsed_ms()
-        self.event_id = AuditEvent.objects.insert(**self._attempt_fields())
+        self.event_id = AuditEvent.objects.insert(**self.attempt.fields(), overhead_ms=self.overhead_ms)
         _write_pending_if_any()
         return self.event_id
 
-    def finish(self) -> None:
+    def finish(self, outcome: Outcome) -> None:
         """Phase 2, once: the outcome.  Without a phase-1 row (fail-open) it writes both.
 
         Never raises for a database outage: the outcome waits in the process (see above).
@@ -181,18 +215,18 @@ class GatewayAttempt:
         if self.finished:
             return
         self.finished = True
-        outcome = self._outcome_fields()
+        fields = outcome.fields(self.elapsed_ms())
         try:
             if self.event_id is None:
-                AuditEvent.objects.insert(**self._attempt_fields(), **outcome)
+                AuditEvent.objects.insert(**self.attempt.fields(), overhead_ms=self.overhead_ms, **fields)
             else:
-                AuditEvent.objects.record_outcome(self.event_id, **outcome)
+                AuditEvent.objects.record_outcome(self.event_id, **fields)
         except DatabaseError:
             if self.event_id is None:
                 logger.error("AUDIT EVENT LOST: fail-open request %s could not be recorded", self.request_id)
                 return
             logger.error("Outcome of audit event %s not written (database unavailable): kept", self.event_id)
-            _keep_for_later(self.event_id, outcome)
+            _keep_for_later(self.event_id, fields)
             return
         _write_pending_if_any()
 

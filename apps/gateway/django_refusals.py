@@ -16,7 +16,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 
 from apps.audit.choices import Decision
-from apps.audit.recording import GatewayAttempt
+from apps.audit.recording import Attempt, GatewayAttempt, Outcome
 from apps.core import errors
 from apps.core.handlers import is_gateway_path
 from apps.gateway.addresses import client_ip
@@ -32,7 +32,7 @@ def upstream_named_in(path: str) -> str:
 
 def record_refusal(request: HttpRequest, reason: str, status: int) -> None:
     meta = request.META
-    attempt = GatewayAttempt(
+    attempt = Attempt(
         request_id=getattr(request, "request_id", ""),
         method=request.method or "",
         path=meta.get("REQUEST_URI", request.path).split("?", 1)[0],
@@ -45,10 +45,9 @@ def record_refusal(request: HttpRequest, reason: str, status: int) -> None:
         upstream_name=upstream_named_in(request.path_info),
         decision=Decision.DENY,
         reason=reason,
-        status=status,
     )
     try:
-        attempt.deny()
+        GatewayAttempt(attempt).deny(Outcome(status=status))
     except DatabaseError:
         # Still answered (a refusal forwards nothing); its access-log line stays, and
         # audit_access_log lists it as never recorded.

@@ -12,16 +12,18 @@ both).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.http import HttpRequest
 from urllib3 import HTTPHeaderDict
 
-from apps.audit.recording import GatewayAttempt
 from apps.gateway import cookies, identity
 from apps.gateway.addresses import forwarded_for
 from apps.gateway.models import Upstream
+
+if TYPE_CHECKING:
+    from apps.gateway.steps import Call, Caller
 
 # RFC 9110 7.6.1: connection-specific headers never cross a proxy, in either direction.
 HOP_BY_HOP = frozenset(
@@ -135,7 +137,7 @@ def forwardable(meta: dict[str, Any], dropped: set[str]) -> HTTPHeaderDict:
 
 
 def for_upstream(
-    request: HttpRequest, upstream: Upstream, attempt: GatewayAttempt, content_length: int
+    request: HttpRequest, upstream: Upstream, call: Call, caller: Caller, content_length: int
 ) -> HTTPHeaderDict:
     """The request headers sent to ``upstream``: the caller's, filtered, then the gateway's own."""
     meta = request.META
@@ -148,9 +150,9 @@ def for_upstream(
     headers["X-Forwarded-For"] = forwarded_for(meta)
     headers["X-Forwarded-Proto"] = proto
     headers["X-Forwarded-Host"] = host
-    headers["X-Real-IP"] = attempt.source_ip or ""
-    headers["Forwarded"] = forwarded(attempt.source_ip or "", proto, host)
-    headers["X-Request-ID"] = attempt.request_id
+    headers["X-Real-IP"] = call.source_ip or ""
+    headers["Forwarded"] = forwarded(call.source_ip or "", proto, host)
+    headers["X-Request-ID"] = call.request_id
     earlier_via = meta.get("HTTP_VIA")
     ours = f"1.1 {settings.GATEWAY_ID}"
     headers["Via"] = f"{earlier_via}, {ours}" if earlier_via else ours
@@ -158,9 +160,9 @@ def for_upstream(
         headers["Content-Length"] = str(content_length)
     if upstream.identity_key:
         headers[IDENTITY_HEADER] = identity.assertion(
-            upstream.identity_key, attempt.actor_username, attempt.token_key_id, attempt.request_id
+            upstream.identity_key, caller.username, caller.token_key_id, call.request_id
         )
-    if attempt.injected_credential:
+    if upstream.credential_header and upstream.credential_value:
         headers[upstream.credential_header] = upstream.credential_value
     return headers
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from apps.audit import sealing
 from apps.audit.models import AuditEvent
 from apps.audit.reconciling import process_start, reconcile
-from apps.gateway import proxy
+from apps.gateway import forwarding
 from apps.gateway.models import AccessRule, Upstream
 from tests.gateway.test_proxy_view import body_of, only_event
 
@@ -35,14 +35,14 @@ def upstream(upstream_server, alice):
 
 
 def test_the_attempt_is_committed_before_the_upstream_is_contacted(client_for, alice, upstream, monkeypatch):
-    real_open = proxy.open_upstream
+    real_open = forwarding.open_upstream
     seen_at_forward = []
 
     def spy(*args, **kwargs):
         seen_at_forward.extend(AuditEvent.objects.filter(event_type="gateway.request").values("completed_at", "status"))
         return real_open(*args, **kwargs)
 
-    monkeypatch.setattr(proxy, "open_upstream", spy)
+    monkeypatch.setattr(forwarding, "open_upstream", spy)
     body_of(client_for(alice).get("/gw/up/x"))
     assert seen_at_forward == [{"completed_at": None, "status": None}]
     event = only_event()
@@ -172,14 +172,14 @@ def test_the_reconcile_command_reports(make_event, capsys):
 
 def test_without_the_database_the_gateway_answers_503_not_500(client_for, alice, upstream, upstream_server,
                                                               monkeypatch):  # fmt: skip
-    from apps.gateway import views
+    from apps.gateway import steps
 
     token_client = client_for(alice)
 
     def down(*args, **kwargs):
         raise DatabaseError("server has gone away")
 
-    monkeypatch.setattr(views, "_resolve", down)
+    monkeypatch.setattr(steps, "resolve", down)
     seen_before = len(upstream_server.server.seen)
     response = token_client.get("/gw/up/x")
     assert (response.status_code, response.json()["code"]) == (503, "database_unavailable")
@@ -187,9 +187,9 @@ def test_without_the_database_the_gateway_answers_503_not_500(client_for, alice,
 
 
 def test_an_outcome_the_database_refused_is_written_by_the_next_audit_write(monkeypatch, caplog):
-    from apps.audit.recording import GatewayAttempt
+    from apps.audit.recording import Attempt, GatewayAttempt, Outcome
 
-    attempt = GatewayAttempt(request_id="r-during-outage", method="GET", path="/x", decision="allow")
+    attempt = GatewayAttempt(Attempt(request_id="r-during-outage", method="GET", path="/x", decision="allow"))
     attempt.begin()
     real = AuditEvent.objects.record_outcome
 
@@ -197,11 +197,10 @@ def test_an_outcome_the_database_refused_is_written_by_the_next_audit_write(monk
         raise DatabaseError("server has gone away")
 
     monkeypatch.setattr(AuditEvent.objects, "record_outcome", database_gone)
-    attempt.status = 200
-    attempt.finish()  # does not raise: the response has already gone out
+    attempt.finish(Outcome(status=200))  # does not raise: the response has already gone out
     assert AuditEvent.objects.get(pk=attempt.event_id).completed_at is None
     monkeypatch.setattr(AuditEvent.objects, "record_outcome", real)
-    GatewayAttempt(request_id="r-after", method="GET", path="/y").deny()  # the database is back
+    GatewayAttempt(Attempt(request_id="r-after", method="GET", path="/y")).deny(Outcome(status=403))  # db back
     event = AuditEvent.objects.get(pk=attempt.event_id)
     assert (event.status, event.completed_at is not None) == (200, True)
     assert "written after the database came back" in caplog.text
