@@ -1,6 +1,6 @@
 """Where the gateway's own CPU goes: its WSGI callable driven in-process, under cProfile.
 
-Run by ``make bench`` (``gateway_bench.py --profile``) in the bench venv, with the bench
+Run by ``make bench`` (``gateway_bench.py --profile``, from ``profiling.py``) in the bench venv, with the bench
 settings and database and the bench's nginx upstream running; prints one JSON object.
 One thread, so process CPU time is the request's CPU time: no Apache, no thread switches.
 
@@ -24,11 +24,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchsite.settings")
 
 # (label, file suffix, function name): the gateway's phases, none nested in another.
 PHASES = [
-    ("token authentication", "apps/gateway/views.py", "_authenticate"),
-    ("policy decision", "apps/gateway/views.py", "_decide"),
+    ("token authentication", "apps/gateway/steps.py", "authenticate"),
+    ("policy decision", "apps/gateway/steps.py", "allow"),
     ("audit: attempt (INSERT)", "apps/audit/recording.py", "begin"),
-    ("upstream: request and response headers (urllib3)", "apps/gateway/proxy.py", "open_upstream"),
-    ("relay of the body, with its SHA-256", "apps/gateway/proxy.py", "__iter__"),
+    ("upstream: request and response headers (urllib3)", "apps/gateway/forwarding.py", "open_upstream"),
+    ("relay of the body, with its SHA-256", "apps/gateway/relay.py", "__iter__"),
     ("audit: outcome (UPDATE)", "apps/audit/recording.py", "finish"),
 ]
 
