@@ -75,9 +75,11 @@ test: deploy ## Deploy, then run the test suite (PYTEST_ARGS=... to pass options
 	fi
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-lint: venv tools ## ruff check + format check, and the playbook syntax for both inventories.
+lint: venv tools ## ruff check + format check, mypy, and the playbook syntax for both inventories.
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	@# mypy imports the settings (django-stubs): the development defaults need no secrets.
+	AUDITGATE_DEV=true AUDITGATE_ENV_FILE= $(VENV)/bin/mypy
 	$(TOOLS)/bin/ansible-playbook --syntax-check -i ansible/inventories/local ansible/site.yml
 	$(TOOLS)/bin/ansible-playbook --syntax-check -i ansible/inventories/example-multi ansible/site.yml
 

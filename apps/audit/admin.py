@@ -28,7 +28,7 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list[: self.CAP + 1].count()
+        return self.object_list[: self.CAP + 1].count()  # type: ignore[attr-defined]  # a QuerySet here
 
 
 class FixedChoicesFilter(admin.SimpleListFilter):
@@ -42,7 +42,7 @@ class FixedChoicesFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
         value = self.value()
-        return queryset.filter(**{self.parameter_name: value}) if value else queryset
+        return queryset.filter(**{str(self.parameter_name): value}) if value else queryset
 
 
 class EventTypeFilter(FixedChoicesFilter):

@@ -1,10 +1,12 @@
 """The registry of audit event types, and one function per kind of event.
 
-Event type names are stable, dotted and lowercase: ``<area>.<what happened>``, and each
-has a stable numeric id (``EVENT_TYPE_IDS``, used in exports and for compact storage).
-To add one: add a constant below and its id at the end of ``EVENT_TYPE_IDS`` (never
-rename, renumber or reuse an old one: auditors filter on them), record it through
+Event type names are stable, dotted and lowercase: ``<area>.<what happened>``.
+To add one: add a constant below and list it in ``EVENT_TYPES`` (never rename or reuse
+an old one: auditors filter on them), record it through
 ``record()`` or a small function here, and cover it in a test.
+
+Every event names its cause: an ``apps.audit.acting.Acting`` (who, from where, which
+request), passed explicitly as ``acting=``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
+from apps.audit.acting import Acting
 from apps.audit.choices import Decision
 from apps.audit.masking import mask_changes
 from apps.audit.models import AuditEvent
@@ -26,7 +29,7 @@ AUTH_FAILED = "auth.failed"
 # API tokens.
 TOKEN_CREATED = "token.created"
 TOKEN_REVOKED = "token.revoked"
-# Users and groups, changed in the admin.
+# Users and groups, changed in the admin (users are also created by ensure_admin and create_token).
 USER_CREATED = "user.created"
 USER_UPDATED = "user.updated"
 USER_DELETED = "user.deleted"
@@ -44,63 +47,49 @@ RULE_DELETED = "rule.deleted"
 # Upstreams asking whether an X-Auditgate-Identity assertion is active (POST /api/introspect).
 IDENTITY_INTROSPECTED = "identity.introspected"
 
-EVENT_TYPE_IDS = {
-    GATEWAY_REQUEST: 1,
-    GATEWAY_DENIED: 2,
-    AUTH_FAILED: 3,
-    TOKEN_CREATED: 4,
-    TOKEN_REVOKED: 5,
-    UPSTREAM_CREATED: 6,
-    UPSTREAM_UPDATED: 7,
-    UPSTREAM_DELETED: 8,
-    RULE_CREATED: 9,
-    RULE_UPDATED: 10,
-    RULE_DELETED: 11,
-    AUDIT_VIEWED: 12,
-    AUDIT_EXPORTED: 13,
-    AUDIT_VERIFIED: 14,
-    USER_CREATED: 15,
-    USER_UPDATED: 16,
-    USER_DELETED: 17,
-    IDENTITY_INTROSPECTED: 18,
-}
-EVENT_TYPES = frozenset(EVENT_TYPE_IDS)
-
-
-def _request_fields(request: Any) -> dict[str, Any]:
-    if request is None:
-        return {}
-    meta = request.META
-    user = getattr(request, "user", None)
-    authenticated = bool(user is not None and user.is_authenticated)
-    return {
-        "request_id": getattr(request, "request_id", ""),
-        "actor_id": user.pk if authenticated else None,
-        "actor_username": user.get_username() if authenticated else "",
-        "source_ip": meta.get("REMOTE_ADDR") or None,
-        "user_agent": meta.get("HTTP_USER_AGENT", "")[:255],
-        "method": request.method or "",
-        "path": request.path[:2000],
+EVENT_TYPES = frozenset(
+    {
+        GATEWAY_REQUEST,
+        GATEWAY_DENIED,
+        AUTH_FAILED,
+        TOKEN_CREATED,
+        TOKEN_REVOKED,
+        UPSTREAM_CREATED,
+        UPSTREAM_UPDATED,
+        UPSTREAM_DELETED,
+        RULE_CREATED,
+        RULE_UPDATED,
+        RULE_DELETED,
+        AUDIT_VIEWED,
+        AUDIT_EXPORTED,
+        AUDIT_VERIFIED,
+        USER_CREATED,
+        USER_UPDATED,
+        USER_DELETED,
+        IDENTITY_INTROSPECTED,
     }
+)
 
 
-def record(event_type: str, *, request: Any = None, **fields: Any) -> AuditEvent:
-    """Write one event; ``fields`` are AuditEvent fields and win over the request's."""
+def record(event_type: str, *, acting: Acting | None = None, **fields: Any) -> AuditEvent:
+    """Write one event caused by ``acting`` (None: no acting context, e.g. test data);
+    ``fields`` are AuditEvent fields and win over the context's."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"Unknown audit event type {event_type!r}: add it to apps.audit.events.")
     now = timezone.now()
+    context = acting.event_fields() if acting is not None else {}
     # Such events are complete when written (only gateway attempts have a second phase).
-    values = {"occurred_at": now, "completed_at": now, **_request_fields(request), **fields}
+    values = {"occurred_at": now, "completed_at": now, **context, **fields}
     return AuditEvent.objects.create(event_type=event_type, **values)
 
 
 def record_change(
-    event_type: str, obj: models.Model, *, request: Any = None, changes: dict[str, Any] | None = None
+    event_type: str, obj: models.Model, *, acting: Acting | None, changes: dict[str, Any] | None = None
 ) -> AuditEvent:
-    """A change to a token, upstream or rule; ``changes`` maps field -> [before, after]."""
+    """A change to a user, token, upstream or rule; ``changes`` maps field -> [before, after]."""
     return record(
         event_type,
-        request=request,
+        acting=acting,
         object_type=obj._meta.label_lower,
         object_id=str(obj.pk),
         object_repr=str(obj)[:200],
@@ -109,7 +98,14 @@ def record_change(
 
 
 def record_auth_failure(request: Any, reason: str, *, token_key_id: str = "", status: int = 401) -> AuditEvent:
-    """An API (not gateway) request refused at authentication, e.g. an expired token."""
+    """An API (not gateway) request refused at authentication, e.g. an expired token.
+
+    Takes the refused request itself (the Django one where DRF's would authenticate again)."""
     return record(
-        AUTH_FAILED, request=request, decision=Decision.DENY, reason=reason, status=status, token_key_id=token_key_id
+        AUTH_FAILED,
+        acting=Acting.from_request(request),
+        decision=Decision.DENY,
+        reason=reason,
+        status=status,
+        token_key_id=token_key_id,
     )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, models
@@ -67,8 +68,14 @@ def _insertable_names() -> frozenset[str]:
 
 
 @functools.cache
+def _concrete(name: str) -> models.Field:
+    field = AuditEvent._meta.get_field(name)
+    assert isinstance(field, models.Field)  # every outcome field is a column
+    return field
+
+
 def _outcome_statement(names: tuple[str, ...]) -> tuple[str, tuple[tuple[models.Field, tuple[type, ...]], ...]]:
-    fields = tuple(AuditEvent._meta.get_field(name) for name in names)
+    fields = tuple(_concrete(name) for name in names)
     quote = connection.ops.quote_name
     sql = "UPDATE {} SET {} WHERE id = %s AND completed_at IS NULL".format(  # noqa: S608 - our own names
         quote(AuditEvent._meta.db_table), ", ".join(f"{quote(f.column)} = %s" for f in fields)
@@ -88,7 +95,7 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
         unknown = values.keys() - _insertable_names()
         if unknown:
             raise TypeError(f"Not audit event fields: {sorted(unknown)}")
-        params = []
+        params: list[Any] = []
         for f, attname, name, unchanged in _insert_plan():
             value = values[attname] if attname in values else values.get(name, _DEFAULT)
             if value is _DEFAULT:
@@ -103,7 +110,7 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
         if not set(outcome) <= set(OUTCOME_FIELDS):
             raise TypeError(f"Only outcome fields may be written after the insert: {OUTCOME_FIELDS}.")
         sql, fields = _outcome_statement(tuple(outcome))
-        params = [_prepare(f, outcome[f.name], unchanged) for f, unchanged in fields]
+        params: list[Any] = [_prepare(f, outcome[f.name], unchanged) for f, unchanged in fields]
         with connection.cursor() as cursor:  # the one sanctioned UPDATE
             cursor.execute(sql, [*params, pk])
             return cursor.rowcount == 1

@@ -88,7 +88,7 @@ def canonical_bytes(row: Row) -> bytes:
 
     orjson writes the same bytes as the json module five times faster, except for floats
     that Python writes with an exponent (1e-05, orjson 0.00001) or not at all (nan): rows
-    with such a value take the json module (tests/unit/test_sealing.py holds them equal)."""
+    with such a value take the json module (tests/audit/test_sealing.py holds them equal)."""
     for i in _FLOATS:
         value = row[i]
         if value and not 1e-4 <= abs(value) < 1e16:
@@ -165,7 +165,9 @@ def seal(*, now: datetime | None = None, grace: timedelta | None = None, limit: 
         expected = (
             last.last_seq + 1 if last else (AuditEvent.objects.order_by("id").values_list("id", flat=True).first() or 1)
         )
-        hashes, gaps, first = [], [], expected
+        hashes: list[AuditEventHash] = []
+        gaps: list[int] = []
+        first = expected
         # Sealed rows hold naive UTC datetimes as ISO strings, which compare like the times.
         stored_cutoff = cutoff.astimezone(UTC).replace(tzinfo=None).isoformat()
         for row in _events(expected):

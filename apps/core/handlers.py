@@ -40,7 +40,7 @@ class ShortChainHandler(WSGIHandler):
         self._view_middleware: list[Callable[..., Any]] = []
         self._template_response_middleware: list[Callable[..., Any]] = []
         self._exception_middleware: list[Callable[..., Any]] = []
-        handler = convert_exception_to_response(self._get_response)
+        handler = convert_exception_to_response(self._get_response)  # type: ignore[attr-defined]
         for path in reversed(self.middleware):
             instance = import_string(path)(handler)
             if hasattr(instance, "process_view"):

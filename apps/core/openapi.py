@@ -47,7 +47,7 @@ class ErrorSerializer(serializers.Serializer):
     request_id = serializers.CharField(
         allow_null=True, help_text="Also in `X-Request-ID`, Apache's log and the audit trail."
     )
-    errors = serializers.DictField(
+    errors = serializers.DictField(  # type: ignore[assignment]  # a field named like Serializer.errors
         required=False, help_text="Validation errors only: messages per field (`non_field_errors` for the whole)."
     )
 

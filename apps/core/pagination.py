@@ -17,7 +17,7 @@ from typing import Any
 from urllib import parse
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Model, QuerySet
+from django.db.models import Field, Model, QuerySet
 from rest_framework import pagination, status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 
@@ -61,13 +61,14 @@ class CursorPagination(pagination.CursorPagination):
         except NotFound:
             raise InvalidCursor() from None
         if cursor is not None and cursor.position is not None:
-            self._check_position(cursor.position)
+            self._check_position(str(cursor.position))
         return cursor
 
     def _check_position(self, position: str) -> None:
         """The position must be a value of the first ordering column, as the cursor's query compares it."""
         model: type[Model] = self.queryset_model
         field = model._meta.get_field(self.ordering[0].lstrip("-"))
+        assert isinstance(field, Field)  # the ordering is on a column
         try:
             value = field.to_python(position)
         except DjangoValidationError:
@@ -86,6 +87,9 @@ class CursorPagination(pagination.CursorPagination):
     def get_page_size(self, request: Any) -> int:
         # DRF falls back to the default for a page_size it cannot read; say so instead.
         raw = request.query_params.get(self.page_size_query_param)
-        if raw is not None and not (_DIGITS.fullmatch(raw) and 1 <= int(raw) <= self.max_page_size):
-            raise ValidationError({self.page_size_query_param: [f"An integer from 1 to {self.max_page_size}."]})
-        return super().get_page_size(request)
+        maximum, name = self.max_page_size or 0, self.page_size_query_param or "page_size"
+        if raw is not None and not (_DIGITS.fullmatch(raw) and 1 <= int(raw) <= maximum):
+            raise ValidationError({name: [f"An integer from 1 to {maximum}."]})
+        size = super().get_page_size(request)
+        assert size is not None  # page_size is set on every paginator here
+        return size

@@ -3,7 +3,7 @@ default ``detail`` (for people; a raise site may say something more precise).
 
 Read by the gateway (``apps.gateway.views``), the API's error handlers
 (``apps.core.errors``) and the OpenAPI schema (``apps.core.openapi``); the README's tables
-list the same codes (tests/unit/test_refusals.py holds them together).  Codes are plain
+list the same codes (tests/core/test_refusals.py holds them together).  Codes are plain
 strings, so every layer can read the table: the gateway's ``Reason`` and
 ``UpstreamError`` members are strings and index it directly.
 """

@@ -6,6 +6,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
 
 from apps.audit import events
+from apps.audit.acting import Acting
 from apps.gateway import actions, admin_tokens  # noqa: F401 (registers the token admin)
 from apps.gateway.models import AccessRule, Upstream
 
@@ -18,10 +19,10 @@ class AuditedAdmin(admin.ModelAdmin):
     def save_model(self, request: Any, obj: Any, form: Any, change: bool) -> None:
         before = actions.snapshot(type(obj).objects.get(pk=obj.pk)) if change else {}
         kind = "updated" if change else "created"
-        actions.save(obj, event_type=self.event_types[kind], request=request, before=before)
+        actions.save(obj, event_type=self.event_types[kind], acting=Acting.from_request(request), before=before)
 
     def delete_model(self, request: Any, obj: Any) -> None:
-        actions.delete(obj, event_type=self.event_types["deleted"], request=request)
+        actions.delete(obj, event_type=self.event_types["deleted"], acting=Acting.from_request(request))
 
     def delete_queryset(self, request: Any, queryset: Any) -> None:
         for obj in queryset:
@@ -44,6 +45,7 @@ class UpstreamForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # ModelForm.clean returns cleaned_data
         for secret in ("credential_value", "identity_key"):
             if not cleaned.get(secret) and self.instance.pk:
                 cleaned[secret] = getattr(self.instance, secret)
@@ -86,6 +88,10 @@ class AuditedUserAdmin(AuditedAdmin, UserAdmin):
         super().save_related(request, form, formsets, change)
         after = sorted(form.instance.groups.values_list("name", flat=True))
         if before != after:
+            # The admin's change view holds one transaction for the user, its groups and both events.
             events.record_change(
-                events.USER_UPDATED, form.instance, request=request, changes={"groups": [before, after]}
+                events.USER_UPDATED,
+                form.instance,
+                acting=Acting.from_request(request),
+                changes={"groups": [before, after]},
             )

@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from apps.audit.acting import Acting
 from apps.gateway import scopes as token_scopes
 from apps.gateway import tokens
 from apps.gateway.choices import TokenStatus
@@ -63,12 +64,13 @@ class StatusFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[APIToken]) -> QuerySet[APIToken]:
         now = timezone.now()
         live = queryset.filter(revoked_at__isnull=True)
-        return {
+        by_status: dict[str | None, QuerySet[APIToken]] = {
             TokenStatus.ACTIVE: live.filter(expires_at__gt=now, enabled=True),
             TokenStatus.EXPIRED: live.filter(expires_at__lte=now),
             TokenStatus.REVOKED: queryset.filter(revoked_at__isnull=False),
             TokenStatus.DISABLED: live.filter(expires_at__gt=now, enabled=False),
-        }.get(self.value(), queryset)
+        }
+        return by_status.get(self.value(), queryset)
 
 
 class ScopeFilter(admin.SimpleListFilter):
@@ -129,7 +131,9 @@ class APITokenAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: APIToken, form: Any, change: bool) -> None:
         token, plaintext = tokens.create_token(
-            **{name: form.cleaned_data[name] for name in _CREATE_FIELDS}, created_by=request.user, request=request
+            **{name: form.cleaned_data[name] for name in _CREATE_FIELDS},
+            created_by=request.user,
+            acting=Acting.from_request(request),
         )
         obj.pk = token.pk
         obj.refresh_from_db()  # so the admin's log entry and messages name the new row
@@ -140,5 +144,6 @@ class APITokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected tokens", permissions=("revoke",))
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[APIToken]) -> None:
-        revoked = sum(tokens.revoke_token(token, request=request) for token in queryset)
+        acting = Acting.from_request(request)
+        revoked = sum(tokens.revoke_token(token, acting=acting) for token in queryset)
         self.message_user(request, f"Revoked {revoked} token(s); already revoked ones were left as they were.")

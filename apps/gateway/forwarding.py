@@ -95,7 +95,7 @@ def open_upstream(
     )
     try:
         return pool_for(upstream.internal).request(
-            method, url, headers=headers, body=body, preload_content=False, decode_content=False,
+            method, url, headers=headers, body=body, preload_content=False, decode_content=False,  # type: ignore[arg-type]  # a file-like reader
             redirect=False, retries=False, timeout=timeout,
         )  # fmt: skip
     except urllib3.exceptions.TimeoutError as exc:

@@ -87,9 +87,9 @@ class Relay:
         remaining = self._deadline.remaining()
         if remaining <= 0:
             raise TotalTimeout()
-        connection = self._response.connection
-        if connection is not None and connection.sock is not None:
-            connection.sock.settimeout(min(self._read_timeout, remaining))
+        sock = getattr(self._response.connection, "sock", None)  # None once the connection is released
+        if sock is not None:
+            sock.settimeout(min(self._read_timeout, remaining))
 
     def _fail(self, error: UpstreamError, what: str) -> None:
         self._error = error
@@ -128,5 +128,5 @@ class RelayedResponse(StreamingHttpResponse):
             else:
                 self.headers[name] = value
 
-    def items(self):  # type: ignore[override]
+    def items(self) -> list[tuple[str, str]]:
         return [*super().items(), *self._repeated]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import Any
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -60,7 +61,7 @@ def forbidden_reason(address: Address) -> str | None:
     return next((reason for failed, reason in checks if failed), None)
 
 
-def resolve(host: str, port: int) -> list[tuple[int, int, int, tuple]]:
+def resolve(host: str, port: int) -> list[tuple[Any, ...]]:
     """getaddrinfo for TCP, as the connection would do it."""
     try:
         return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -68,7 +69,7 @@ def resolve(host: str, port: int) -> list[tuple[int, int, int, tuple]]:
         raise Unresolvable(f"{host} does not resolve: {exc}") from None
 
 
-def vetted_addresses(host: str, port: int) -> list[tuple[int, int, int, tuple]]:
+def vetted_addresses(host: str, port: int) -> list[tuple[Any, ...]]:
     """The resolved addresses of ``host``, provided none of them is forbidden."""
     infos = resolve(host, port)
     for *_, sockaddr in infos:

@@ -116,11 +116,11 @@ def authenticate(request: HttpRequest) -> Caller:
         result = APITokenAuthentication().authenticate(request)
     except exceptions.AuthenticationFailed as exc:
         codes = exc.get_codes()
-        reason = Reason(codes) if codes in Reason.values else Reason.AUTHENTICATION_FAILED
+        reason = Reason(codes) if isinstance(codes, str) and codes in Reason.values else Reason.AUTHENTICATION_FAILED
         raise Refused(reason, str(exc.detail), token_key_id=getattr(exc, "token_key_id", "")) from None
     except exceptions.PermissionDenied as exc:  # e.g. the token's source CIDRs
         codes = exc.get_codes()
-        reason = Reason(codes) if codes in Reason.values else Reason.TOKEN_SCOPE
+        reason = Reason(codes) if isinstance(codes, str) and codes in Reason.values else Reason.TOKEN_SCOPE
         raise Refused(reason, str(exc.detail), token_key_id=getattr(exc, "token_key_id", "")) from None
     if result is None:
         raise Refused(Reason.NOT_AUTHENTICATED, "Send 'Authorization: Token <token>'.")

@@ -32,13 +32,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit import events
+from apps.audit.acting import Acting
 from apps.core import signing
 from apps.gateway import scopes as token_scopes
 from apps.gateway.models.tokens import APIToken, normalise_cidrs
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
-
     from apps.gateway.models.upstreams import Upstream
 
 PREFIX = "agt"
@@ -129,11 +128,11 @@ def default_expiry(now: datetime | None = None) -> datetime:
 @transaction.atomic
 def create_token(
     *,
-    user: AbstractBaseUser,
+    user: Any,  # a User (request.user is typed User | AnonymousUser; the views checked it)
     label: str,
     expires_at: datetime,
-    created_by: AbstractBaseUser | None = None,
-    request: Any = None,
+    created_by: Any = None,
+    acting: Acting | None = None,
     all_upstreams: bool = False,
     upstreams: Iterable[Upstream] = (),
     scopes: Iterable[str] = (),
@@ -147,7 +146,8 @@ def create_token(
     ``scopes``: what it may do on the management API (``apps.gateway.scopes``; none by
     default: the gateway only).  ``management_api=True`` is the former flag: every scope.
     ``max_lifetime_days`` defaults to ``settings.TOKEN_MAX_LIFETIME_DAYS``; only
-    ``ensure_admin`` passes a longer one, for the deploy credential.
+    ``ensure_admin`` passes a longer one, for the deploy credential.  ``acting``: who
+    creates it, recorded in the event (None only for test and benchmark fixtures).
     """
     check_expiry(
         expires_at, now=timezone.now(), max_lifetime_days=max_lifetime_days or settings.TOKEN_MAX_LIFETIME_DAYS
@@ -175,7 +175,7 @@ def create_token(
     token.save()
     upstreams = list(upstreams)
     token.upstreams.set(upstreams)
-    events.record_change(events.TOKEN_CREATED, token, request=request, changes=_created_changes(token, upstreams))
+    events.record_change(events.TOKEN_CREATED, token, acting=acting, changes=_created_changes(token, upstreams))
     return token, new.plaintext
 
 
@@ -194,7 +194,7 @@ def _created_changes(token: APIToken, upstreams: list[Upstream]) -> dict[str, li
 
 
 @transaction.atomic
-def revoke_token(token: APIToken, *, request: Any = None) -> bool:
+def revoke_token(token: APIToken, *, acting: Acting | None = None) -> bool:
     """Revoke ``token`` (the row stays) and write ``token.revoked``; True if it was
     revoked now, False if it already was (no second event).
 
@@ -207,7 +207,8 @@ def revoke_token(token: APIToken, *, request: Any = None) -> bool:
         token.refresh_from_db(fields=("revoked_at",))
         return False
     token.revoked_at = now
-    events.record_change(events.TOKEN_REVOKED, token, request=request, changes={"revoked_at": [None, now.isoformat()]})
+    changes = {"revoked_at": [None, now.isoformat()]}
+    events.record_change(events.TOKEN_REVOKED, token, acting=acting, changes=changes)
     return True
 
 

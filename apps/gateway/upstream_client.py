@@ -55,7 +55,7 @@ class StrictResponse(http.client.HTTPResponse):
 
     def _read_status(self) -> tuple[str, int, str]:
         while True:
-            version, status, reason = super()._read_status()
+            version, status, reason = super()._read_status()  # type: ignore[misc]  # private, stable in 3.11
             if status == 101:
                 raise InvalidUpstreamResponse("101 Switching Protocols without an upgrade request")
             if not 100 <= status < 200:
@@ -83,11 +83,7 @@ class StrictResponse(http.client.HTTPResponse):
         finally:
             if getattr(self, "_original_fp", None) is not None:
                 self.fp = self._original_fp  # the body is read from the socket again
-                self._original_fp = None
-
-
-class _StrictResponseMixin:
-    response_class = StrictResponse
+                self._original_fp = None  # type: ignore[assignment]
 
 
 class _GuardedConnectionMixin:
@@ -116,12 +112,12 @@ class _GuardedConnectionMixin:
         raise NewConnectionError(self, f"Failed to establish a new connection: {last_error}")  # type: ignore[arg-type]
 
 
-class StrictHTTPConnection(_StrictResponseMixin, HTTPConnection):
-    pass
+class StrictHTTPConnection(HTTPConnection):
+    response_class = StrictResponse
 
 
-class StrictHTTPSConnection(_StrictResponseMixin, HTTPSConnection):
-    pass
+class StrictHTTPSConnection(HTTPSConnection):
+    response_class = StrictResponse
 
 
 class GuardedHTTPConnection(_GuardedConnectionMixin, StrictHTTPConnection):

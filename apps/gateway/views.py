@@ -14,7 +14,8 @@ import time
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from apps.audit.choices import Decision
@@ -84,7 +85,7 @@ _CLIENT_FAULTS = frozenset({UpstreamError.CLIENT_ABORTED, UpstreamError.CLIENT_B
 
 
 @csrf_exempt  # Token-authenticated only: cookies never authenticate on /gw/.
-def gateway(request: HttpRequest, upstream: str | None = None, path: str | None = None) -> HttpResponse:
+def gateway(request: HttpRequest, upstream: str | None = None, path: str | None = None) -> HttpResponseBase:
     call = Call.of(request, upstream or "")
     try:
         return _handle(request, call)
@@ -95,7 +96,7 @@ def gateway(request: HttpRequest, upstream: str | None = None, path: str | None 
         return JsonResponse(body, status=503)
 
 
-def _handle(request: HttpRequest, call: Call) -> HttpResponse:
+def _handle(request: HttpRequest, call: Call) -> HttpResponseBase:
     caller = framing = target = verdict = None
     try:
         caller = steps.authenticate(request)
@@ -130,7 +131,7 @@ def _handle(request: HttpRequest, call: Call) -> HttpResponse:
 def _forward(
     request: HttpRequest, attempt: GatewayAttempt, call: Call, caller: Caller, target: Upstream, framing: Framing,
     url: str,
-) -> HttpResponse:  # fmt: skip
+) -> HttpResponseBase:  # fmt: skip
     body = forwarding.RequestBody(request, framing.length) if framing.length else None  # type: ignore[arg-type]
     sent = body.count if body else None
     headers_in = headers.for_upstream(request, target, call, caller, framing.length)

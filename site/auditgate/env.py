@@ -10,6 +10,7 @@ the first request that happens to read the setting.
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -42,26 +43,26 @@ def read_env_file(path: Path) -> dict[str, str]:
 class Env:
     """A read-only view over the file values with the process environment on top."""
 
-    def __init__(self, files: list[Path], environ: Mapping[str, str] = os.environ):
-        merged: dict[str, str] = {}
+    def __init__(self, files: builtins.list[Path], environ: Mapping[builtins.str, builtins.str] = os.environ):
+        merged: dict[builtins.str, builtins.str] = {}
         for path in files:
             if path.is_file():
                 merged.update(read_env_file(path))
         merged.update(environ)
         self._values = merged
 
-    def _raw(self, name: str, default: object) -> str | object:
+    def _raw(self, name: builtins.str, default: object) -> builtins.str | object:
         if name in self._values:
             return self._values[name]
         if default is _MISSING:
             raise ImproperlyConfigured(f"Set the {name} environment variable.")
         return default
 
-    def str(self, name: str, default: str | object = _MISSING) -> str:
+    def str(self, name: builtins.str, default: builtins.str | object = _MISSING) -> builtins.str:
         value = self._raw(name, default)
-        return value if isinstance(value, str) else default  # type: ignore[return-value]
+        return value if isinstance(value, builtins.str) else default  # type: ignore[return-value]
 
-    def secret(self, name: str) -> str:
+    def secret(self, name: builtins.str) -> builtins.str:
         """A secret has no default; ``<NAME>_FILE`` may point at a file holding it."""
         path = self._values.get(f"{name}_FILE")
         value = Path(path).read_text(encoding="utf-8").strip() if path else self.str(name)
@@ -69,9 +70,9 @@ class Env:
             raise ImproperlyConfigured(f"{name} must not be empty.")
         return value
 
-    def bool(self, name: str, default: bool | object = _MISSING) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool | object = _MISSING) -> builtins.bool:
         value = self._raw(name, default)
-        if isinstance(value, bool):
+        if isinstance(value, builtins.bool):
             return value
         lowered = str(value).strip().lower()
         if lowered in _TRUE:
@@ -80,27 +81,30 @@ class Env:
             return False
         raise ImproperlyConfigured(f"{name} must be a boolean (true/false), not {value!r}.")
 
-    def int(self, name: str, default: int | object = _MISSING) -> int:
+    def int(self, name: builtins.str, default: builtins.int | object = _MISSING) -> builtins.int:
         value = self._raw(name, default)
-        if isinstance(value, int):
+        if isinstance(value, builtins.int):
             return value
         try:
             return int(str(value).strip())
         except ValueError:
             raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}.") from None
 
-    def list(self, name: str, default: list[str] | object = _MISSING) -> list[str]:
+    def list(
+        self, name: builtins.str, default: builtins.list[builtins.str] | object = _MISSING
+    ) -> builtins.list[builtins.str]:
         value = self._raw(name, default)
-        if isinstance(value, list):
+        if isinstance(value, builtins.list):
             return value
         return [item.strip() for item in str(value).split(",") if item.strip()]
 
-    def peppers(self, name: str, default: str | None = None) -> dict[int, bytes]:
-        """``"1:secret,2:secret"`` -> ``{1: b"secret", 2: b"secret"}``; at least one, ids positive."""
+    def key_ring(self, name: builtins.str, default: builtins.str | None = None) -> dict[builtins.int, bytes]:
+        """A ring of keys by id (token peppers, audit seal keys): ``"1:secret,2:secret"`` ->
+        ``{1: b"secret", 2: b"secret"}``; at least one, ids positive."""
         raw = self._values.get(name, default)
         if raw is None:
             raise ImproperlyConfigured(f"Set the {name} environment variable.")
-        peppers: dict[int, bytes] = {}
+        peppers: dict[builtins.int, bytes] = {}
         for item in raw.split(","):
             ident, sep, secret = item.strip().partition(":")
             if not sep or not ident.isdigit() or int(ident) < 1 or len(secret) < 16:
@@ -117,7 +121,7 @@ def token_peppers(env: Env, default: str | None = None) -> tuple[dict[int, bytes
     ``AUDITGATE_TOKEN_PEPPERS`` is "1:secret,2:secret"; ``AUDITGATE_TOKEN_PEPPER_ID`` picks the
     current one.  Tokens keep the id of their pepper, so an older pepper stays until its tokens
     have expired.  An id outside the set stops start-up: no token could be made or checked."""
-    peppers = env.peppers("AUDITGATE_TOKEN_PEPPERS", default)
+    peppers = env.key_ring("AUDITGATE_TOKEN_PEPPERS", default)
     return peppers, _current_id(env, "AUDITGATE_TOKEN_PEPPER_ID", peppers, "pepper of AUDITGATE_TOKEN_PEPPERS")
 
 
@@ -150,7 +154,7 @@ def audit_seal_keys(env: Env) -> tuple[dict[str, str], str]:
         return {current: single}, current
     if not ring:
         return {}, ""
-    secrets = env.peppers(ring_name)
-    current = _current_id(env, id_name, secrets, f"key of {ring_name}")
+    keys = env.key_ring(ring_name)
+    current_id = _current_id(env, id_name, keys, f"key of {ring_name}")
     # Checkpoints record the id as text: the ring is keyed the same way.
-    return {str(ident): secret.decode() for ident, secret in secrets.items()}, str(current)
+    return {str(ident): secret.decode() for ident, secret in keys.items()}, str(current_id)

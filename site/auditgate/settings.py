@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from auditgate.env import Env, audit_seal_keys, token_peppers
 
@@ -88,7 +89,7 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
+DATABASES: dict[str, dict[str, Any]] = {
     "default": {
         # Django's MySQL backend, pinging a connection only after it was idle (apps.core.mariadb).
         "ENGINE": "apps.core.mariadb",

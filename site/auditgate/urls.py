@@ -19,6 +19,8 @@ API_ROOT = {
     "audit/events": "audit-api:auditevent-list",
 }
 
+_PAGE = ["get", "head"]
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/api/", permanent=False)),
     path("", include("apps.gateway.urls")),
@@ -27,8 +29,10 @@ urlpatterns = [
     path("api/", include("apps.audit.api.urls")),
     path("api/auth/", include("rest_framework.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/schema/swagger-ui/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # Pages, not API resources: GET and HEAD only (OPTIONS would try to render DRF's metadata as the page).
+    path("api/schema/swagger-ui/", SpectacularSwaggerView.as_view(url_name="schema", http_method_names=_PAGE),
+         name="swagger-ui"),
+    path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema", http_method_names=_PAGE), name="redoc"),
     path(
         "api/",
         include(format_suffix_patterns([path("", APIRootView.as_view(api_root_dict=API_ROOT), name="api-root")])),

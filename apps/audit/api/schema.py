@@ -10,7 +10,7 @@ EVENT_EXAMPLE = {
     "object_type": "", "object_id": "", "object_repr": "", "changes": None,
 }  # fmt: skip
 
-VERIFY_EXAMPLE = {
+VERIFY_EXAMPLE: dict[str, object] = {
     "ok": True, "first_bad_seq": None, "events_checked": 120000, "segments_checked": 2, "unsealed_tail": 17,
     "signatures_checked": False, "checkpoint_file_checked": False, "problems": [],
 }  # fmt: skip

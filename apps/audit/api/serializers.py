@@ -36,17 +36,17 @@ class AuditEventSerializer(serializers.HyperlinkedModelSerializer):
         generic round of calls per value: that was 60 % of the CPU of a page of 50 events.
         Plain text and numbers are converted directly, the detail URL is the page's template
         with the id filled in, and any other field still converts its own values."""
-        row = {}
+        row: dict[str, Any] = {}
         for name, attribute, convert in self._plan():
             value = instance if attribute is None else getattr(instance, attribute)
-            row[name] = None if value is None else convert(value)
+            row[str(name)] = None if value is None else convert(value)
         return row
 
-    def _plan(self) -> list[tuple[str, str | None, Callable[[Any], Any]]]:
+    def _plan(self) -> list[tuple[str | None, str | None, Callable[..., Any]]]:
         """Per field: its name, the attribute it reads (None: the event itself) and how it
         converts a value.  Built once per serializer, so once per page."""
         if not hasattr(self, "_fast_plan"):
-            plan = []
+            plan: list[tuple[str | None, str | None, Callable[..., Any]]] = []
             for field in self._readable_fields:
                 if isinstance(field, serializers.HyperlinkedIdentityField):
                     plan.append((field.field_name, None, self._detail_url(field)))
@@ -85,7 +85,9 @@ class TopCallerSerializer(serializers.Serializer):
     actor_username = serializers.CharField(help_text="Empty for unauthenticated attempts.")
     requests = serializers.IntegerField()
     denied = serializers.IntegerField()
-    errors = serializers.IntegerField(help_text="Answers with a status of 500 or more.")
+    errors = serializers.IntegerField(  # type: ignore[assignment]  # a field named like Serializer.errors
+        help_text="Answers with a status of 500 or more."
+    )
 
 
 class DenialSerializer(serializers.Serializer):

@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.audit import events, exporting, sealing, stats
+from apps.audit.acting import Acting
 from apps.audit.api.filtersets import AuditEventFilterSet
 from apps.audit.api.schema import EVENT_EXAMPLE, STATS_EXAMPLE, VERIFY_EXAMPLE
 from apps.audit.api.serializers import AuditEventSerializer, AuditStatsSerializer, AuditVerifySerializer
@@ -97,12 +98,13 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
 
     def list(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         response = super().list(request, *args, **kwargs)  # the page first: it need not show its own read
-        events.record(events.AUDIT_VIEWED, request=request, query=request.META.get("QUERY_STRING", "")[:2000])
+        events.record(events.AUDIT_VIEWED, acting=Acting.from_request(request),
+                      query=request.META.get("QUERY_STRING", "")[:2000])  # fmt: skip
         return response
 
     def retrieve(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         response = super().retrieve(request, *args, **kwargs)
-        events.record(events.AUDIT_VIEWED, request=request, object_type="audit.auditevent",
+        events.record(events.AUDIT_VIEWED, acting=Acting.from_request(request), object_type="audit.auditevent",
                       object_id=str(kwargs.get("pk", "")))  # fmt: skip
         return response
 
@@ -121,7 +123,8 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"format": ["csv or ndjson."]})
         kind = "ndjson" if request.accepted_renderer.format == "ndjson" else "csv"
         queryset = self.filter_queryset(self.get_queryset())
-        events.record(events.AUDIT_EXPORTED, request=request, query=request.META.get("QUERY_STRING", "")[:2000])
+        events.record(events.AUDIT_EXPORTED, acting=Acting.from_request(request),
+                      query=request.META.get("QUERY_STRING", "")[:2000])  # fmt: skip
         lines = exporting.ndjson_lines(queryset) if kind == "ndjson" else exporting.csv_lines(queryset)
         response = StreamingHttpResponse(lines, content_type=CSVRenderer.media_type if kind == "csv"
                                          else NDJSONRenderer.media_type)  # fmt: skip
@@ -162,7 +165,8 @@ class AuditVerifyView(APIView):
         if token_upstream_ids(request) is not None:
             refuse(request, "The chain covers every upstream's events: a token limited to some may not verify it.")
         report = sealing.verify()
-        events.record(events.AUDIT_VERIFIED, request=request, reason="ok" if report.ok else "not_intact")
+        events.record(events.AUDIT_VERIFIED, acting=Acting.from_request(request),
+                      reason="ok" if report.ok else "not_intact")  # fmt: skip
         return Response(report.as_dict())
 
 

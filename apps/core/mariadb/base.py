@@ -24,6 +24,7 @@ HEALTH_CHECK_AFTER_IDLE = 1.0
 
 class DatabaseWrapper(base.DatabaseWrapper):
     _answered_at = float("-inf")
+    health_check_done: bool  # set by Django's base wrapper
 
     def close_if_health_check_failed(self) -> None:
         if (

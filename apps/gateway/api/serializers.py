@@ -172,7 +172,7 @@ class APITokenSerializer(serializers.ModelSerializer):
     user = serializers.SlugRelatedField(
         slug_field="username", queryset=get_user_model().objects.all(), required=False, help_text="Admins only."
     )
-    created_by = serializers.SlugRelatedField(
+    created_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True, help_text="Null when made on the host (manage.py)."
     )
     status = serializers.SerializerMethodField()
@@ -207,7 +207,7 @@ class APITokenSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         if request is not None and not request.user.is_staff:
             # Non-admins may only name themselves, and the browsable form lists no other users.
-            user_field = self.fields["user"]
+            user_field: Any = self.fields["user"]
             user_field.queryset = get_user_model().objects.filter(pk=request.user.pk)
             user_field.error_messages["does_not_exist"] = "Only administrators may create tokens for other users."
 
@@ -305,4 +305,4 @@ class CreatedTokenSerializer(APITokenSerializer):
     token = serializers.CharField(read_only=True, help_text="The token itself: shown in this answer only.")
 
     class Meta(APITokenSerializer.Meta):
-        fields = (*APITokenSerializer.Meta.fields, "token")
+        fields = (*APITokenSerializer.Meta.fields, "token")  # type: ignore[assignment]

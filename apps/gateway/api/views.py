@@ -35,6 +35,7 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from apps.audit import events
+from apps.audit.acting import Acting
 from apps.audit.choices import Decision
 from apps.core.api.permissions import (
     TokenScope,
@@ -78,16 +79,16 @@ class AuditedModelViewSet(viewsets.ModelViewSet):
     event_types: dict[str, str]
 
     def perform_create(self, serializer: Any) -> None:
-        actions.save(None, event_type=self.event_types["created"], request=self.request, before={},
-                     save=serializer.save)  # fmt: skip
+        actions.save(None, event_type=self.event_types["created"], acting=Acting.from_request(self.request),
+                     before={}, save=serializer.save)  # fmt: skip
 
     def perform_update(self, serializer: Any) -> None:
         before = actions.snapshot(serializer.instance)
-        actions.save(None, event_type=self.event_types["updated"], request=self.request, before=before,
-                     save=serializer.save)  # fmt: skip
+        actions.save(None, event_type=self.event_types["updated"], acting=Acting.from_request(self.request),
+                     before=before, save=serializer.save)  # fmt: skip
 
     def perform_destroy(self, instance: Any) -> None:
-        actions.delete(instance, event_type=self.event_types["deleted"], request=self.request)
+        actions.delete(instance, event_type=self.event_types["deleted"], acting=Acting.from_request(self.request))
 
 
 @crud_schema("upstream", "upstreams", UPSTREAM_REQUEST, UPSTREAM_RESPONSE)
@@ -253,14 +254,15 @@ class APITokenViewSet(
         token = request_token(self.request)
         if self.request.user.is_staff and (token is None or token.all_upstreams):
             return queryset
-        return queryset.filter(user=self.request.user)
+        return queryset.filter(user=self.request.user.pk)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         attrs = {"user": request.user, **serializer.validated_data}
+        acting = Acting.from_request(request)
         try:
-            token, plaintext = tokens.create_token(**attrs, created_by=request.user, request=request)
+            token, plaintext = tokens.create_token(**attrs, created_by=request.user, acting=acting)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(serializers.as_serializer_error(exc)) from None
         data = {**self.get_serializer(token).data, "token": plaintext}
@@ -270,7 +272,7 @@ class APITokenViewSet(
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: str | None = None) -> Response:
         token = self.get_object()
-        tokens.revoke_token(token, request=request)
+        tokens.revoke_token(token, acting=Acting.from_request(request))
         return Response(self.get_serializer(token).data)
 
 
@@ -304,7 +306,7 @@ def record(request: Any, result: Introspection, caller_name: str, status: int) -
     assertion = result.assertion
     events.record(
         events.IDENTITY_INTROSPECTED,
-        request=request,
+        acting=Acting.from_request(request),
         auth_method="upstream_basic",
         upstream_id=result.upstream.pk if result.upstream else None,
         upstream_name=caller_name[:64],

@@ -34,9 +34,6 @@ def normalise_cidrs(values: Iterable[Any]) -> list[str]:
 
 
 class APITokenQuerySet(models.QuerySet["APIToken"]):
-    def usable(self, now: datetime) -> APITokenQuerySet:
-        return self.filter(enabled=True, revoked_at__isnull=True, expires_at__gt=now, user__is_active=True)
-
     def touch(self, pk: int, *, now: datetime, ip: str | None, interval_seconds: float) -> int:
         """Record a use: one conditional UPDATE, a no-op if a use was recorded less than
         ``interval_seconds`` ago (by any process).  Returns the number of rows written."""

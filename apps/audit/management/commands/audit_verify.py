@@ -90,7 +90,7 @@ class Command(BaseCommand):
             f"{report.archive}: {report.lines_read} lines, {report.events_checked} events re-chained in "
             f"{report.segments_checked} segments ({covered}); {_signatures(report)}; purge boundaries "
             f"{'checked' if report.purge_checked else 'not checked (not a purged range)'}",
-            [f"{p.kind} at seq {p.seq}, line {p.line}: {p.detail}" for p in report.problems],
+            [f"{p.kind} at seq {p.seq}, line {getattr(p, 'line', None)}: {p.detail}" for p in report.problems],
             "archive intact" if report.ok else "",
         )
 

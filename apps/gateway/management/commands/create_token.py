@@ -2,7 +2,9 @@
 
 The token is printed once, on stdout alone, so that ``create_token ... > file`` keeps it
 out of terminals and logs; everything else goes to stderr.  It is audited like one made
-through the API (``token.created``, without an acting request).
+through the API (``token.created``, and ``user.created`` for ``--create-user``), the
+command being the acting context (``Acting.from_command``); the user, the token and their
+events are stored together or not at all.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 from django.utils import timezone
 
-from apps.audit import events
+from apps.audit.acting import Acting
+from apps.gateway import actions, tokens
 from apps.gateway import scopes as token_scopes
-from apps.gateway import tokens
 from apps.gateway.management.commands.ensure_admin import write_private
 from apps.gateway.models import Upstream
 from apps.gateway.models.tokens import normalise_cidrs
@@ -78,26 +81,23 @@ class Command(BaseCommand):
     def handle(self, *args: Any, username: str, label: str, days: int, upstream: list[str], scope: list[str],
                management_api: bool, cidr: list[str], output: Path | None, create_user: bool,
                **options: Any) -> None:  # fmt: skip
-        users = get_user_model().objects
-        if create_user and not users.filter(username=username).exists():
-            created = users.create_user(username=username)  # no password: it can only use tokens
-            events.record_change(events.USER_CREATED, created, changes={"username": [None, username]})
-            self.stderr.write(f"created user {username}")
-        user = users.filter(username=username, is_active=True).first()
-        if user is None:
-            raise CommandError(f"No active user {username!r}.")
+        acting = Acting.from_command("create_token")
         upstreams = list(Upstream.objects.filter(name__in=upstream))
         missing = sorted(set(upstream) - {u.name for u in upstreams})
         if missing:
             raise CommandError(f"No such upstream: {', '.join(missing)}.")
-        try:
-            token, plaintext = tokens.create_token(
-                user=user, label=label, expires_at=self._expiry(days), all_upstreams=not upstreams,
-                upstreams=upstreams, scopes=token_scopes.SCOPES if management_api else scope,
-                allowed_cidrs=normalise_cidrs(cidr),
-            )  # fmt: skip
-        except (ValidationError, ValueError) as exc:
-            raise CommandError(str(exc)) from None
+        with transaction.atomic():  # a user created for a token that cannot be made is not kept
+            user, new_user = self._active_user(username, create=create_user, acting=acting)
+            try:
+                token, plaintext = tokens.create_token(
+                    user=user, label=label, expires_at=self._expiry(days), all_upstreams=not upstreams,
+                    upstreams=upstreams, scopes=token_scopes.SCOPES if management_api else scope,
+                    allowed_cidrs=normalise_cidrs(cidr), acting=acting,
+                )  # fmt: skip
+            except (ValidationError, ValueError) as exc:
+                raise CommandError(str(exc)) from None
+        if new_user:
+            self.stderr.write(f"created user {username}")
         if output:
             write_private(output, plaintext)
             self.stderr.write(f"created token {token.key_id} for {username}, expires {token.expires_at:%Y-%m-%d}; "
@@ -106,6 +106,18 @@ class Command(BaseCommand):
             self.stderr.write(f"created token {token.key_id} for {username}, expires {token.expires_at:%Y-%m-%d}; "
                               "it is shown only now:")  # fmt: skip
             self.stdout.write(plaintext)
+
+    @staticmethod
+    def _active_user(username: str, *, create: bool, acting: Acting) -> tuple[Any, bool]:
+        """The active user ``username`` (created first if ``create`` and absent), and whether it was created."""
+        users = get_user_model().objects
+        created = create and not users.filter(username=username).exists()
+        if created:
+            actions.create_user(username, acting=acting)  # no password: it can only use tokens
+        user = users.filter(username=username, is_active=True).first()
+        if user is None:
+            raise CommandError(f"No active user {username!r}.")
+        return user, created
 
     @staticmethod
     def _expiry(days: int) -> Any:

@@ -8,6 +8,9 @@ expire, so another host's copy keeps working meanwhile).  A file that no longer
 authenticates (for instance an old 40-hex DRF key) is replaced.  Output lines
 start with ``created`` when something was created, so the role can report
 ``changed`` exactly then; otherwise it prints ``unchanged``.
+
+What it creates is audited (``user.created``, ``token.created``) with the command as
+the acting context (``Acting.from_command``), in one transaction with the changes.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
+from apps.audit.acting import Acting
+from apps.gateway import actions, tokens
 from apps.gateway import scopes as token_scopes
-from apps.gateway import tokens
 
 DEPLOY_LABEL = "admin (deploy)"
 RENEW_WITHIN_DAYS = 30
@@ -67,17 +72,17 @@ class Command(BaseCommand):
     ) -> None:
         if expires_in_days <= RENEW_WITHIN_DAYS:
             raise CommandError(f"--expires-in-days must exceed {RENEW_WITHIN_DAYS}, or every run would renew.")
+        acting = Acting.from_command("ensure_admin")
         created = []
-        user_model = get_user_model()
-        user = user_model.objects.filter(username=username).first()
+        user = get_user_model().objects.filter(username=username).first()
         if user is None:
             password = secrets.token_urlsafe(24)
-            user = user_model.objects.create_superuser(username=username, email=email, password=password)
+            user = actions.create_user(username, acting=acting, superuser=True, email=email, password=password)
             write_private(password_file, password)
             created.append(f"created user {username} (password in {password_file})")
         state = self._token_file_state(token_file, user)
         if state != "valid":
-            self._create_token_file(token_file, user, expires_in_days)
+            self._create_token_file(token_file, user, expires_in_days, acting)
             created.append(f"created token file {token_file}" + (" (renewed)" if state == "expiring" else ""))
         for line in created or ["unchanged"]:
             self.stdout.write(line)
@@ -97,7 +102,7 @@ class Command(BaseCommand):
         return "expiring" if token.expires_at <= now + timedelta(days=RENEW_WITHIN_DAYS) else "valid"
 
     @staticmethod
-    def _create_token_file(token_file: Path, user: Any, expires_in_days: int) -> None:
+    def _create_token_file(token_file: Path, user: AbstractBaseUser, expires_in_days: int, acting: Acting) -> None:
         _, plaintext = tokens.create_token(
             user=user,
             label=DEPLOY_LABEL,
@@ -105,5 +110,6 @@ class Command(BaseCommand):
             all_upstreams=True,
             scopes=token_scopes.SCOPES,
             max_lifetime_days=expires_in_days,
+            acting=acting,
         )
         write_private(token_file, plaintext)

@@ -98,3 +98,22 @@ def test_the_deploy_token_may_outlive_the_maximum_lifetime(tmp_path, capsys, set
     assert token_in(tmp_path).expires_at > timezone.now() + timedelta(days=settings.TOKEN_MAX_LIFETIME_DAYS + 300)
     with pytest.raises(CommandError):
         run(tmp_path, capsys, expires_in_days=30)
+
+
+def test_creating_the_admin_is_audited_with_the_command_as_the_actor(tmp_path, capsys):
+    run(tmp_path, capsys)
+    admin = User.objects.get(username="admin")
+    created = AuditEvent.objects.get(event_type="user.created")
+    assert (created.object_type, created.object_id, created.object_repr) == ("auth.user", str(admin.pk), "admin")
+    assert created.changes["is_superuser"] == [None, True] and created.changes["password"] == [None, "********"]
+    assert (created.actor_id, created.source_ip, created.auth_method) == (None, None, "command")
+    assert created.user_agent == "manage.py ensure_admin" and created.request_id.startswith("cmd-")
+    token_created = AuditEvent.objects.get(event_type="token.created")
+    assert (token_created.request_id, token_created.auth_method) == (created.request_id, "command")
+
+
+def test_a_rerun_records_no_event(tmp_path, capsys):
+    run(tmp_path, capsys)
+    count = AuditEvent.objects.count()
+    run(tmp_path, capsys)
+    assert AuditEvent.objects.count() == count

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from apps.audit import archives, retention, sealing
 from apps.audit.models import AuditSeal
-from tests.unit.seals import BOTH_KEYS, KEY, KEY_ID, KEYS, LONG_AGO, NEW_KEY, NEW_KEY_ID, rotate
+from tests.audit.seals import BOTH_KEYS, KEY, KEY_ID, KEYS, LONG_AGO, NEW_KEY, NEW_KEY_ID, rotate
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("seal_settings")]
 

@@ -153,6 +153,21 @@ def test_creation_is_audited_without_the_secret(client_for, alice):
     assert tokens.parse(body["token"]).secret not in str(event.changes) + event.object_repr
 
 
+def test_creation_and_revocation_record_who_acted_from_where_in_which_request(client_for, alice):
+    api = client_for(alice)
+    context = {"REMOTE_ADDR": "192.0.2.7", "HTTP_USER_AGENT": "curl/8"}
+    created = api.post(URL, {"label": "ci"}, format="json", **context)
+    token_id = str(created.json()["id"])
+    revoked = api.post(f"{URL}{token_id}/revoke/", **context)
+    for response, event_type, path in [
+        (created, "token.created", URL),
+        (revoked, "token.revoked", f"{URL}{token_id}/revoke/"),
+    ]:
+        event = AuditEvent.objects.get(event_type=event_type, object_id=token_id)
+        assert (event.request_id, event.actor_id, event.actor_username) == (response["X-Request-ID"], alice.pk, "alice")
+        assert (event.source_ip, event.user_agent, event.method, event.path) == ("192.0.2.7", "curl/8", "POST", path)
+
+
 @pytest.mark.parametrize(
     ("payload", "field"),
     [

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.unit.seals import KEY_ID, KEYS
+from tests.audit.seals import KEY_ID, KEYS
 
 
 @pytest.fixture

@@ -519,6 +519,50 @@ def test_create_token_refuses_an_unknown_scope(make_user):
         call_command("create_token", make_user().username, "--label", "x", "--scope", "admin", stderr=io.StringIO())
 
 
+def test_create_token_records_the_user_it_creates_and_the_token_as_the_command(db):
+    token, _ = create_token_command("svc-report", "--create-user")
+    user = token.user
+    assert (user.username, user.has_usable_password()) == ("svc-report", False)
+    user_created = AuditEvent.objects.get(event_type="user.created", object_id=str(user.pk))
+    token_created = AuditEvent.objects.get(event_type="token.created", object_id=str(token.pk))
+    assert user_created.changes["username"] == [None, "svc-report"]
+    for event in (user_created, token_created):
+        assert (event.actor_id, event.source_ip, event.auth_method) == (None, None, "command")
+        assert event.user_agent == "manage.py create_token" and event.request_id.startswith("cmd-")
+    assert user_created.request_id == token_created.request_id
+
+
+def test_create_token_keeps_no_user_and_no_token_when_an_event_cannot_be_written(db, monkeypatch):
+    from django.contrib.auth.models import User
+    from django.db import DatabaseError
+
+    from apps.audit import events
+
+    calls, record = [], events.record
+
+    def fail_the_second(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise DatabaseError("the audit insert failed")
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(events, "record", fail_the_second)
+    with pytest.raises(DatabaseError):
+        create_token_command("svc-lost", "--create-user")
+    assert calls == ["user.created", "token.created"]
+    assert not User.objects.filter(username="svc-lost").exists()
+    assert not APIToken.objects.exists() and not AuditEvent.objects.exists()
+
+
+def test_create_token_keeps_no_user_created_for_a_token_it_refuses(db):
+    from django.contrib.auth.models import User
+
+    with pytest.raises(CommandError):
+        call_command("create_token", "svc-refused", "--create-user", "--label", "x", "--days", "0",
+                     stderr=io.StringIO())  # fmt: skip
+    assert not User.objects.filter(username="svc-refused").exists() and not AuditEvent.objects.exists()
+
+
 def test_ensure_admin_replaces_a_deploy_token_that_lacks_a_scope(make_user, tmp_path):
     admin = make_user("admin", staff=True)
     _, old = make_token_for(admin, scopes=["audit:read", "policy:write"], all_upstreams=True)

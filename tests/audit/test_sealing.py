@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from apps.audit import sealing
 from apps.audit.models import AuditEvent, AuditEventHash, AuditSeal
-from tests.unit.seals import BOTH_KEYS, KEY, KEY_ID, KEYS, LONG_AGO, NEW_KEY, NEW_KEY_ID, rotate
+from tests.audit.seals import BOTH_KEYS, KEY, KEY_ID, KEYS, LONG_AGO, NEW_KEY, NEW_KEY_ID, rotate
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("seal_settings")]
 
@@ -330,7 +330,7 @@ def test_purging_old_segments_exports_them_and_verification_still_passes(make_ev
 def test_a_purge_archive_re_hashes_to_the_checkpoints_that_stay(make_event, tmp_path):
     """The archive is all that is left of purged events: re-chained line by line with the
     sealer's own ``chain()``, it must end in each purged segment's head hash, to the microsecond.
-    (By hand, on purpose: ``archives.verify_archive`` is tested in tests/unit/test_archives.py.)"""
+    (By hand, on purpose: ``archives.verify_archive`` is tested in tests/audit/test_archives.py.)"""
     from apps.audit import archives, exporting, retention
 
     old = (timezone.now() - timedelta(days=400)).replace(microsecond=123456)  # not a whole millisecond
@@ -439,10 +439,12 @@ def test_only_whole_segments_entirely_before_the_date_are_purged(make_event, tmp
 
 def test_events_other_than_gateway_attempts_are_complete_and_sealable(admin_user, rf):
     from apps.audit import events
+    from apps.audit.acting import Acting
 
     request = rf.get("/api/upstreams/")
     request.user = admin_user
-    event = events.record(events.UPSTREAM_DELETED, request=request, object_type="gateway.upstream", object_id="1")
+    acting = Acting.from_request(request)
+    event = events.record(events.UPSTREAM_DELETED, acting=acting, object_type="gateway.upstream", object_id="1")
     assert event.completed_at is not None
     assert sealing.seal(now=timezone.now() + timedelta(minutes=5)).last_seq == event.pk
 
