@@ -30,8 +30,11 @@ urlpatterns = [
     path("api/auth/", include("rest_framework.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # Pages, not API resources: GET and HEAD only (OPTIONS would try to render DRF's metadata as the page).
-    path("api/schema/swagger-ui/", SpectacularSwaggerView.as_view(url_name="schema", http_method_names=_PAGE),
-         name="swagger-ui"),
+    path(
+        "api/schema/swagger-ui/",
+        SpectacularSwaggerView.as_view(url_name="schema", http_method_names=_PAGE),
+        name="swagger-ui",
+    ),
     path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema", http_method_names=_PAGE), name="redoc"),
     path(
         "api/",
