@@ -53,8 +53,10 @@ class EchoHandler(BaseHTTPRequestHandler):
         self.server.seen.append((self.command, self.path))
         self.server.arrivals.append(time.monotonic())
         self.large_body: tuple[int, str] | None = None  # One handler serves a whole keep-alive connection.
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self._read_body(length)
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = self._read_chunked_body()
+        else:
+            body = self._read_body(int(self.headers.get("Content-Length") or 0))
         url = urlsplit(self.path)
         if url.path == "/redirect-absolute":
             port = self.server.server_address[1]
@@ -88,6 +90,16 @@ class EchoHandler(BaseHTTPRequestHandler):
             "body_sha256": self.large_body[1] if self.large_body else hashlib.sha256(body).hexdigest(),
         }
         self._send(200, json.dumps(echo).encode(), [("Content-Type", "application/json"), ("X-Upstream", "echo")])
+
+    def _read_chunked_body(self) -> bytes:
+        body = b""
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                self.rfile.readline()  # the empty trailer section
+                return body
+            body += self.rfile.read(size)
+            self.rfile.readline()  # the chunk's CRLF
 
     def _read_body(self, length: int) -> bytes:
         """Read the body in blocks; bodies over 1 MiB are hashed and counted, not kept."""

@@ -63,7 +63,7 @@ class DatabaseUnavailableMiddleware:
 class ChunkedBodyMiddleware:
     """A request body sent chunked (no Content-Length) is refused with 411 ``length_required``:
     Django reads a body by its length and would silently see an empty one.  The gateway
-    (``/gw/``) refuses it itself, with an audit event, so it is left to the gateway view."""
+    (``/gw/``) streams chunked bodies to its upstreams itself, so it is left to the gateway view."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response

@@ -43,12 +43,21 @@ class ClientGone(Exception):
 STALLED_READ_SECONDS = 1.0
 
 
-class RequestBody:
-    """The request body as a file for urllib3, read in blocks and counted (never held whole)."""
+class BodyTooLarge(Exception):
+    """A chunked request body grew past the upstream's ``max_request_bytes`` while streaming."""
 
-    def __init__(self, stream: IO[bytes], length: int):
+
+class RequestBody:
+    """The request body as a file for urllib3, read in blocks and counted (never held whole).
+
+    ``length`` None: the client sent it chunked.  urllib3 then forwards it chunked too, and
+    ``limit`` (the upstream's ``max_request_bytes``) is enforced as the bytes arrive.
+    """
+
+    def __init__(self, stream: IO[bytes], length: int | None, limit: int):
         self._stream = stream
         self._length = length
+        self._limit = limit
         self.count = BodyCount()
 
     def read(self, size: int = -1) -> bytes:
@@ -57,9 +66,11 @@ class RequestBody:
             data = self._stream.read(size if size and size > 0 else 64 * 1024)
         except OSError as exc:  # mod_wsgi: "request data read error"
             raise self._gone(time.monotonic() - started) from exc
-        if not data and self.count.bytes < self._length:
+        if not data and self._length is not None and self.count.bytes < self._length:
             raise self._gone(time.monotonic() - started)  # the body ended before its Content-Length
         self.count.add(data)
+        if self.count.bytes > self._limit:
+            raise BodyTooLarge(f"more than {self._limit} bytes")
         return data
 
     def _gone(self, waited: float) -> ClientGone:

@@ -108,7 +108,8 @@ class Framing:
     """The request's path as rules see it and forwarding sends it, and its body's length."""
 
     path: str
-    length: int
+    length: int  # 0 when chunked
+    chunked: bool = False
 
 
 def authenticate(request: HttpRequest) -> Caller:
@@ -154,8 +155,11 @@ def check(request: HttpRequest, call: Call) -> Framing:
                                                     call.upstream_name))  # fmt: skip
     except paths.InvalidPath as exc:
         raise Refused(Reason.INVALID_PATH, f"Invalid path: {exc}.") from None
-    if "HTTP_TRANSFER_ENCODING" in meta:
-        raise Refused(Reason.LENGTH_REQUIRED, "Send a Content-Length; chunked request bodies are not proxied.")
+    coding = meta.get("HTTP_TRANSFER_ENCODING", "").strip().lower()
+    if coding == "chunked":  # mod_wsgi passes it through (WSGIChunkedRequest On); streamed as it comes
+        return Framing(path=path, length=0, chunked=True)
+    if coding:  # Apache refuses other codings first (411); never guess a body's framing
+        raise Refused(Reason.LENGTH_REQUIRED, "Send a Content-Length, or a body with Transfer-Encoding: chunked.")
     try:
         return Framing(path=path, length=max(int(meta.get("CONTENT_LENGTH") or 0), 0))
     except ValueError:

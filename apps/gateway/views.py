@@ -128,11 +128,21 @@ def _handle(request: HttpRequest, call: Call) -> HttpResponseBase:
         raise
 
 
+def _request_body(request: HttpRequest, framing: Framing, target: Upstream) -> forwarding.RequestBody | None:
+    if framing.chunked:
+        # Django reads a body by its Content-Length, and a chunked one has none: read the
+        # WSGI input itself, to its end.
+        return forwarding.RequestBody(request.META["wsgi.input"], None, target.max_request_bytes)
+    if framing.length:
+        return forwarding.RequestBody(request, framing.length, target.max_request_bytes)  # type: ignore[arg-type]
+    return None
+
+
 def _forward(
     request: HttpRequest, attempt: GatewayAttempt, call: Call, caller: Caller, target: Upstream, framing: Framing,
     url: str,
 ) -> HttpResponseBase:  # fmt: skip
-    body = forwarding.RequestBody(request, framing.length) if framing.length else None  # type: ignore[arg-type]
+    body = _request_body(request, framing, target)
     sent = body.count if body else None
     headers_in = headers.for_upstream(request, target, call, caller, framing.length)
     started = time.monotonic()
@@ -144,6 +154,9 @@ def _forward(
         logger.info("Request body of %s cut off (%s)", call.request_id, why)
         error = UpstreamError.CLIENT_BODY_TIMEOUT if gone.timed_out else UpstreamError.CLIENT_ABORTED
         return _failed(request, attempt, error, sent)
+    except forwarding.BodyTooLarge:
+        # Only a chunked body can outgrow the limit here (a declared length was checked before).
+        return _failed(request, attempt, Reason.REQUEST_TOO_LARGE, sent)
     except forwarding.UPSTREAM_FAILURES as exc:
         error = forwarding.classify(exc)
         logger.warning("Upstream %s failed: %s (%s)", target.name, error, type(exc).__name__)
