@@ -13,21 +13,10 @@ import pytest
 from django.test import RequestFactory
 
 from apps.audit.models import AuditEvent
-from apps.core.handlers import make_application
 from apps.gateway.models import AccessRule, Upstream
 from tests.gateway.test_proxy_view import keeping_the_test_connection
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="module")
-def application():
-    return make_application()
-
-
-@pytest.fixture
-def alice(make_user):
-    return make_user("alice")
 
 
 @pytest.fixture

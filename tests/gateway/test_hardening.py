@@ -10,26 +10,10 @@ import json
 import pytest
 
 from apps.audit.models import AuditEvent
-from apps.gateway.models import AccessRule, Upstream
 from tests.gateway.test_proxy_view import body_of, only_event
 from tests.upstream import GZIPPED, FullBacklogServer, ResettingServer
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def alice(make_user):
-    return make_user("alice")
-
-
-@pytest.fixture
-def make_upstream(alice):
-    def make(url: str, name: str = "up", **fields) -> Upstream:
-        upstream = Upstream.objects.create(name=name, base_url=url, **{"internal": True, **fields})
-        AccessRule.objects.create(upstream=upstream, user=alice, methods=[])
-        return upstream
-
-    return make
 
 
 @pytest.fixture

@@ -11,28 +11,13 @@ import pytest
 
 from apps.audit.models import AuditEvent
 from apps.gateway import headers
-from apps.gateway.models import AccessRule, Upstream
+from apps.gateway.models import AccessRule
 from tests.gateway.test_proxy_view import body_of, only_event
 from tests.upstream import ScriptedServer
 
 pytestmark = pytest.mark.django_db
 
 OK_BODY = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
-
-
-@pytest.fixture
-def alice(make_user):
-    return make_user("alice")
-
-
-@pytest.fixture
-def make_upstream(alice):
-    def make(url: str, name: str = "up", **fields) -> Upstream:
-        upstream = Upstream.objects.create(name=name, base_url=url, **{"internal": True, **fields})
-        AccessRule.objects.create(upstream=upstream, user=alice, methods=[])
-        return upstream
-
-    return make
 
 
 @pytest.fixture
