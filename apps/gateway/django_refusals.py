@@ -15,11 +15,11 @@ import logging
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 
-from apps.audit.choices import Decision
-from apps.audit.recording import Attempt, GatewayAttempt, Outcome
+from apps.audit.recording import Outcome
 from apps.core import errors
 from apps.core.handlers import is_gateway_path
-from apps.gateway.addresses import client_ip
+from apps.gateway.steps import Call, Refused
+from apps.gateway.views import audit_attempt
 
 logger = logging.getLogger(__name__)
 
@@ -31,27 +31,14 @@ def upstream_named_in(path: str) -> str:
 
 
 def record_refusal(request: HttpRequest, reason: str, status: int) -> None:
-    meta = request.META
-    attempt = Attempt(
-        request_id=getattr(request, "request_id", ""),
-        method=request.method or "",
-        path=meta.get("REQUEST_URI", request.path).split("?", 1)[0],
-        query=meta.get("QUERY_STRING", ""),
-        source_ip=client_ip(meta) or None,
-        peer_ip=meta.get("REMOTE_ADDR") or None,
-        forwarded_chain=meta.get("HTTP_X_FORWARDED_FOR", ""),
-        host=meta.get("HTTP_HOST", ""),
-        user_agent=meta.get("HTTP_USER_AGENT", ""),
-        upstream_name=upstream_named_in(request.path_info),
-        decision=Decision.DENY,
-        reason=reason,
-    )
+    # The Host is recorded as sent: it is what was refused.
+    call = Call.of(request, upstream_named_in(request.path_info), host=request.META.get("HTTP_HOST", ""))
     try:
-        GatewayAttempt(attempt).deny(Outcome(status=status))
+        audit_attempt(call, refusal=Refused(reason, status=status)).deny(Outcome(status=status))
     except DatabaseError:
         # Still answered (a refusal forwards nothing); its access-log line stays, and
         # audit_access_log lists it as never recorded.
-        logger.exception("Audit trail unavailable: refusal %s of %s not recorded", reason, attempt.request_id)
+        logger.exception("Audit trail unavailable: refusal %s of %s not recorded", reason, call.request_id)
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

@@ -41,7 +41,7 @@ class Refused(Exception):
     ``token_key_id`` and ``rule_id``: what the refusing step found, for the event."""
 
     def __init__(
-        self, reason: Reason, detail: str | None = None, status: int | None = None, *,
+        self, reason: str, detail: str | None = None, status: int | None = None, *,
         token_key_id: str = "", rule_id: int | None = None,
     ):  # fmt: skip
         self.reason = reason
@@ -69,17 +69,18 @@ class Call:
     started: float = field(default_factory=time.monotonic)
 
     @classmethod
-    def of(cls, request: HttpRequest, upstream_name: str) -> Call:
+    def of(cls, request: HttpRequest, upstream_name: str, *, host: str | None = None) -> Call:
+        """``host``: the Host header as sent, when Django refused it (``request.get_host()`` raises)."""
         meta = request.META
         return cls(
-            request_id=request.request_id,  # type: ignore[attr-defined]
+            request_id=getattr(request, "request_id", ""),
             method=request.method or "",
             raw_path=meta.get("REQUEST_URI", request.path).split("?", 1)[0][:2000],
             query=meta.get("QUERY_STRING", ""),
             source_ip=client_ip(meta) or None,
             peer_ip=meta.get("REMOTE_ADDR") or None,
             forwarded_chain=meta.get("HTTP_X_FORWARDED_FOR", ""),
-            host=request.get_host(),
+            host=request.get_host() if host is None else host,
             user_agent=meta.get("HTTP_USER_AGENT", ""),
             upstream_name=upstream_name,
         )

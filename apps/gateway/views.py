@@ -2,7 +2,7 @@
 
 Every attempt, allowed or denied, ends in exactly one audit event.  The steps
 (``apps.gateway.steps``) return what they found; the attempt is built from those values
-here, in ``_attempt``; the relay (``apps.gateway.relay``) writes its outcome.  Refusals
+here, in ``audit_attempt``; the relay (``apps.gateway.relay``) writes its outcome.  Refusals
 answer ``{"code", "detail", "request_id"}`` with the same ``code`` that the event records
 as its ``reason`` (or ``error`` for upstream failures).
 """
@@ -36,7 +36,7 @@ _NO_BODY_STATUSES = {204, 304}
 _GATEWAY_COOKIES = frozenset({settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, settings.LANGUAGE_COOKIE_NAME})
 
 
-def _attempt(
+def audit_attempt(
     call: Call, *, caller: Caller | None = None, framing: Framing | None = None, upstream: Upstream | None = None,
     verdict: Verdict | None = None, refusal: Refused | None = None,
 ) -> GatewayAttempt:  # fmt: skip
@@ -105,9 +105,9 @@ def _handle(request: HttpRequest, call: Call) -> HttpResponseBase:
         verdict = steps.allow(call, caller, target, framing)
         url = steps.target_url(target, framing, call)
     except Refused as refusal:
-        attempt = _attempt(call, caller=caller, framing=framing, upstream=target, verdict=verdict, refusal=refusal)
+        attempt = audit_attempt(call, caller=caller, framing=framing, upstream=target, verdict=verdict, refusal=refusal)
         return _refuse(request, attempt, refusal)
-    attempt = _attempt(call, caller=caller, framing=framing, upstream=target, verdict=verdict)
+    attempt = audit_attempt(call, caller=caller, framing=framing, upstream=target, verdict=verdict)
     try:
         attempt.begin()
     except DatabaseError:

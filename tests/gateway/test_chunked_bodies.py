@@ -10,11 +10,10 @@ import json
 import os
 
 import pytest
-from django.test import RequestFactory
 
 from apps.audit.models import AuditEvent
 from apps.gateway.models import AccessRule, Upstream
-from tests.gateway.test_proxy_view import keeping_the_test_connection
+from tests.gateway.test_wsgi_application import serve
 
 pytestmark = pytest.mark.django_db
 
@@ -28,21 +27,10 @@ def echo(upstream_server, alice):
 
 
 def post_chunked(application, path: str, body: bytes, token: str) -> tuple[str, bytes]:
-    environ = RequestFactory().generic("POST", path, HTTP_AUTHORIZATION=f"Token {token}").environ
-    environ.pop("CONTENT_LENGTH", None)
-    environ.update({"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input": io.BytesIO(body)})
-    answer: dict[str, str] = {}
-
-    def start_response(status: str, headers: list, exc_info: object = None) -> None:
-        answer["status"] = status
-
-    with keeping_the_test_connection():
-        result = application(environ, start_response)
-        try:
-            content = b"".join(result)
-        finally:
-            result.close()
-    return answer["status"], content
+    """As mod_wsgi passes a chunked body: no CONTENT_LENGTH, wsgi.input the decoded bytes."""
+    status, _, content = serve(application, path, "POST", HTTP_AUTHORIZATION=f"Token {token}",
+                               HTTP_TRANSFER_ENCODING="chunked", **{"wsgi.input": io.BytesIO(body)})  # fmt: skip
+    return status, content
 
 
 def test_a_chunked_body_is_streamed_to_the_upstream_whole_and_recorded(application, echo, alice, token_for):
@@ -66,13 +54,7 @@ def test_a_chunked_body_over_the_upstreams_limit_is_cut_there_with_413(applicati
 
 
 def test_a_transfer_coding_other_than_chunked_is_refused(application, echo, alice, token_for):
-    environ_token = token_for(alice)
-    environ = RequestFactory().generic("POST", "/gw/echo/x", HTTP_AUTHORIZATION=f"Token {environ_token}").environ
-    environ.update({"HTTP_TRANSFER_ENCODING": "gzip", "wsgi.input": io.BytesIO(b"x")})
-    answer: dict[str, str] = {}
-    with keeping_the_test_connection():
-        result = application(environ, lambda status, headers, exc_info=None: answer.update(status=status))
-        content = b"".join(result)
-        result.close()
-    assert answer["status"].startswith("411")
+    status, _, content = serve(application, "/gw/echo/x", "POST", HTTP_AUTHORIZATION=f"Token {token_for(alice)}",
+                               HTTP_TRANSFER_ENCODING="gzip", **{"wsgi.input": io.BytesIO(b"x")})  # fmt: skip
+    assert status.startswith("411")
     assert json.loads(content)["code"] == "length_required"
