@@ -83,9 +83,11 @@ lint: venv tools ## ruff check + format check, mypy, and the playbook syntax for
 	$(TOOLS)/bin/ansible-playbook --syntax-check -i ansible/inventories/local ansible/site.yml
 	$(TOOLS)/bin/ansible-playbook --syntax-check -i ansible/inventories/example-multi ansible/site.yml
 
-# The same group split as apache/vhost.conf: express's own group serves everything but /gw/,
+# The API/gateway split of apache/vhost.conf: express's own group serves everything but /gw/,
 # which goes to a second group (.build/dev-gateway.conf), so a nested call back into the
-# API never waits for a thread of the gateway group.
+# API never waits for a thread of the gateway group. Unlike the deployment, one gateway group
+# serves every hop level of service chains (its name is not a level group's, so the gateway
+# does not check the level against it): enough for a developer's few requests.
 DEV_SERVER_ROOT := $(CURDIR)/.build/mod_wsgi-express
 DEV_GATEWAY_CONF := $(CURDIR)/.build/dev-gateway.conf
 
@@ -93,12 +95,12 @@ dev: venv ## Serve the working tree with mod_wsgi-express on DEV_PORT, /gw/ in i
 	$(DEV_SETTINGS) $(VENV)/bin/python site/manage.py collectstatic --noinput -v 0
 	mkdir -p .build
 	printf '%s\n' \
-		'WSGIDaemonProcess auditgate-gw display-name=(dev-auditgate-gw) processes=2 threads=8 \' \
+		'WSGIDaemonProcess dev-gateway display-name=(dev-auditgate-gw) processes=2 threads=8 \' \
 		'    home=$(CURDIR)/site python-home=$(abspath $(VENV)) python-path=$(CURDIR):$(CURDIR)/site \' \
 		'    lang=C.UTF-8 locale=C.UTF-8 $(if $(filter 0,$(shell id -u)),user=$(DEV_USER) group=$(DEV_USER)) \' \
 		'    listen-backlog=100 connect-timeout=5 queue-timeout=5 socket-timeout=45 request-timeout=60' \
-		'WSGIHandlerScript wsgi-gateway $(DEV_SERVER_ROOT)/handler.wsgi process-group=auditgate-gw application-group=%{GLOBAL}' \
-		'WSGIImportScript $(DEV_SERVER_ROOT)/handler.wsgi process-group=auditgate-gw application-group=%{GLOBAL}' \
+		'WSGIHandlerScript wsgi-gateway $(DEV_SERVER_ROOT)/handler.wsgi process-group=dev-gateway application-group=%{GLOBAL}' \
+		'WSGIImportScript $(DEV_SERVER_ROOT)/handler.wsgi process-group=dev-gateway application-group=%{GLOBAL}' \
 		'<Location /gw/>' '    RewriteEngine On' '    RewriteRule .* - [H=wsgi-gateway]' '</Location>' \
 		> $(DEV_GATEWAY_CONF)
 	$(DEV_SETTINGS) $(VENV)/bin/mod_wsgi-express start-server site/auditgate/wsgi.py \

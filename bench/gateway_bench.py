@@ -2,7 +2,7 @@
 """Side-by-side benchmark of the gateway path (``make bench``; run as root, loopback only).
 
 Seven scenarios, one machine, one run, interleaved (every scenario once per round, for each
-concurrency, then the next round), ``wrk`` as the client:
+concurrency, then the next round), ``wrk`` as the client, then the chain and slow scenarios:
 
 1. the upstream alone (nginx returning a small body);
 2. nginx ``proxy_pass`` to it, with upstream keep-alive: the best-in-class proxy;
@@ -11,7 +11,12 @@ concurrency, then the next round), ``wrk`` as the client:
 5. auditgate's gateway, full path (token, policy, two-phase audit, streaming);
 6. the same auditgate under gunicorn (gthread, same processes x threads) behind nginx with
    upstream keep-alive, and bare gunicorn;
-7. an API read: the first page of ``/api/audit/events/`` with a filter.
+7. an API read: the first page of ``/api/audit/events/`` with a filter;
+
+- chain: client -> proxy -> upstream A -> the same proxy (https) -> B, through auditgate,
+  django-revproxy and nginx, at 16, 64 and 4x the gateway's threads;
+- slow: an upstream that answers after 3 s, 512 connections at once, through the same three,
+  with the memory of the processes holding them (``chain_slow.py``).
 
 Scenarios 3-5 and 7 run in a private Apache (plain http on 127.0.0.1) whose mod_wsgi daemon
 groups, timeouts and keep-alive settings are copied from ``apache/vhost.conf`` at run time,
@@ -24,7 +29,8 @@ control command).
 
 This file is the entry point: the command line and the order of things.  What runs is in
 ``scenarios.py`` (with the run's :class:`Config`), the set-up and servers in ``servers.py``
-(their configs and data in ``fixtures/``), the timed runs in ``runner.py``, ``--profile`` in
+(their configs and data in ``fixtures/``, the chain's and slow upstreams in ``upstreams.py``), the
+timed runs in ``runner.py`` and ``chain_slow.py``, ``--profile`` in
 ``profiling.py``, and the tables, chart and docs in ``report.py``.
 """
 
@@ -40,18 +46,36 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import servers
+from chain_slow import chain_concurrencies, measure_chain, measure_slow
 from profiling import profile
-from report import chart, machine, markdown, profile_markdown, write_docs
+from report import chain_markdown, chart, machine, markdown, profile_markdown, slow_markdown, write_docs
 from runner import measure, medians, ratios, serve
-from scenarios import ROOT, VENV, Config, select
+from scenarios import KINDS, ROOT, VENV, Config, select
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--only", nargs="+", help="scenario keys to run (default: all)")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(KINDS),
+        help="kinds of scenario to run, comma-separated: base (1-7), chain, slow (default: all three)",
+    )
+    parser.add_argument("--chain-seconds", type=int, default=10)
+    parser.add_argument("--chain-concurrency", type=int, nargs="+", help="default: 16, 64, 4x the gateway's threads")
+    parser.add_argument("--slow-seconds", type=int, default=20)
+    parser.add_argument("--slow-connections", type=int, default=512)
+    parser.add_argument(
+        "--hop-groups",
+        type=int,
+        default=0,
+        metavar="N",
+        help="declare gateway groups auditgate-gw1..N (copies of auditgate-gw) routed by hop level, "
+        "when apache/vhost.conf declares none",
+    )
     parser.add_argument(
         "--serve",
         action="store_true",
@@ -75,14 +99,22 @@ def parse_args() -> argparse.Namespace:
 
 
 def config_from(args: argparse.Namespace) -> Config:
+    kinds = tuple(kind.strip() for kind in args.scenarios.split(",") if kind.strip())
+    if set(kinds) - set(KINDS):
+        sys.exit(f"--scenarios: one or more of {', '.join(KINDS)}")
     return Config(
         seconds=args.seconds,
         rounds=args.rounds,
         concurrencies=tuple(args.concurrency),
-        scenarios=select(args.only),
+        scenarios=select(args.only, kinds),
+        chain_seconds=args.chain_seconds,
+        chain_concurrencies=tuple(args.chain_concurrency) if args.chain_concurrency else None,
+        slow_seconds=args.slow_seconds,
+        slow_connections=args.slow_connections,
         defines=dict(define.split("=", 1) for define in args.define),
         access_log=not args.no_access_log,
-        partial=bool(args.only or args.define or args.no_access_log),
+        hop_groups=args.hop_groups,
+        partial=bool(args.only or args.define or args.no_access_log or args.hop_groups or set(kinds) != set(KINDS)),
     )
 
 
@@ -92,7 +124,8 @@ def save(result: dict, *, partial: bool) -> None:
     results.mkdir(exist_ok=True)
     stem = results / f"gateway-{result['when'].replace(':', '')}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    servers.run(VENV / "bin" / "python", __file__, "--chart", stem.with_suffix(".json"), stem.with_suffix(".png"))
+    if result["table"]:
+        servers.run(VENV / "bin" / "python", __file__, "--chart", stem.with_suffix(".json"), stem.with_suffix(".png"))
     if not partial:
         shutil.copy(stem.with_suffix(".png"), ROOT / "docs" / "benchmarks.png")
         write_docs(result)
@@ -111,9 +144,13 @@ def main() -> None:
     servers.copy_code()
     servers.build_venv()
     env = servers.django_env(servers.write_env())
-    token = servers.prepare_database(env)
+    token, chain_token = servers.prepare_database(env)
+    servers.make_certificate()
+    gateway = servers.gateway_shape(config)
+    capacity = gateway["threads"]
     with ExitStack() as stack:
         stack.enter_context(servers.nginx())
+        stack.enter_context(servers.upstreams(chain_token))
         stack.enter_context(servers.apache(env, config))
         stack.enter_context(servers.gunicorn(env, config))
         if args.serve:
@@ -124,15 +161,25 @@ def main() -> None:
             return
         runs = measure(config, token)
         found = None if config.partial else profile(token, config.seconds, env)
+        # After the rounds and the profile: a chain that starves leaves a queue behind it.
+        chain = measure_chain(config, token, capacity) if config.of_kind("chain") else None
+        slow = measure_slow(config, token) if config.of_kind("slow") else None
     table = medians(runs)
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(), "seconds": config.seconds,
               "rounds": config.rounds, "defines": dict(config.defines), "access_log": config.access_log,
               "concurrencies": list(config.concurrencies), "table": table,
-              "ratios": ratios(table, config.concurrencies), "profile": found, "runs": runs}  # fmt: skip
-    print(markdown(result))
-    print(json.dumps(result["ratios"], indent=2))
+              "ratios": ratios(table, config.concurrencies), "profile": found, "runs": runs,
+              "gateway": gateway, "chain_concurrencies": list(chain_concurrencies(config, capacity)),
+              "chain": chain, "slow": slow}  # fmt: skip
+    if table:
+        print(markdown(result))
+        print(json.dumps(result["ratios"], indent=2))
     if found:
         print(profile_markdown(found))
+    if chain:
+        print(chain_markdown(result))
+    if slow:
+        print(slow_markdown(result))
     save(result, partial=config.partial)
 
 

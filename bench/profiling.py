@@ -30,6 +30,33 @@ def _processes() -> dict[int, tuple[str, str, int]]:
     return found
 
 
+def rss_by_role() -> dict[str, float]:
+    """Resident memory (VmRSS, MiB) summed by role: the gateway groups' daemons (every hop level,
+    django-revproxy's too: it runs in them), the private Apache's parent and workers, the bench's nginx."""
+    nginx_master = int((RUN / "nginx.pid").read_text()) if (RUN / "nginx.pid").exists() else -1
+    apache_conf = str(RUN / "apache.conf")
+    found: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines() if ":" in line)
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        name, pid, ppid = status["Name"].strip(), int(entry.name), int(status["PPid"])
+        if cmdline.startswith("(gw"):
+            role = "gateway daemons"
+        elif name == "apache2" and apache_conf in cmdline:
+            role = "Apache (parent and workers)"
+        elif name == "nginx" and nginx_master in (pid, ppid):
+            role = "nginx"
+        else:
+            continue
+        found[role] = found.get(role, 0.0) + int(status.get("VmRSS", "0 kB").split()[0]) / 1024
+    return found
+
+
 def _role(name: str, cmdline: str) -> str:
     if cmdline.startswith("(gw)"):
         return "mod_wsgi gateway daemons (Python)"

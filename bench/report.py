@@ -9,7 +9,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from scenarios import ROOT, SCENARIOS, VENV, Scenario
+from scenarios import BY_KEY, NESTED_TIMEOUT, ROOT, SCENARIOS, SLOW_DELAY, VENV, Scenario
 
 
 def machine() -> dict[str, str]:
@@ -51,6 +51,52 @@ def markdown(result: dict) -> str:
                 f"{row['rps']:.0f}{errors} | {row['p50_ms']:.2f} / {row['p99_ms']:.2f} | {row['cpu_s_per_1000']:.2f}"
             )
         lines.append(f"| {scenario.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _answers(run: dict) -> str:
+    statuses = ", ".join(f"{n} x {code}" for code, n in run["statuses"].items()) or "none"
+    errors = ", ".join(f"{n} {kind}" for kind, n in run["socket_errors"].items() if n)
+    return statuses + (f"; socket errors: {errors}" if errors else "")
+
+
+def chain_markdown(result: dict) -> str:
+    chain, gateway = result["chain"], result["gateway"]
+    hops = ", ".join(gateway["hop_groups"]) or "none"
+    lines = [
+        f"Chain (client -> proxy -> A -> proxy over https -> B), {chain['seconds']} s per run; the gateway "
+        f"group has {gateway['processes']} x {gateway['threads_per_process']} = {gateway['threads']} threads, "
+        f"hop-level groups: {hops}; A gives up on its nested call after {NESTED_TIMEOUT:g} s (504).",
+        "",
+        "| Proxy | c | 2xx req/s | p50 / p99 / max ms | answers | drained after |",
+        "|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for key, by_c in chain["runs"].items():
+        for c, run in by_c.items():
+            latency = f"{run['p50_ms']:.1f} / {run['p99_ms']:.1f} / {run['max_ms']:.0f}"
+            lines.append(f"| {BY_KEY[key].label} | {c} | {run['ok_rps']:.1f} | {latency} | {_answers(run)} | "
+                         f"{run['settle_s']} s |")  # fmt: skip
+    lines += ["", "One request each, before the runs:", ""]
+    lines += [f"- {BY_KEY[key].label}: {seen}" for key, seen in chain["checks"].items()]
+    return "\n".join(lines)
+
+
+def slow_markdown(result: dict) -> str:
+    slow = result["slow"]
+    lines = [
+        f"Slow upstream ({SLOW_DELAY:g} s before it answers), {slow['connections']} connections for "
+        f"{slow['seconds']} s; resident memory (VmRSS summed over the processes, MiB) before the run -> its peak:",
+        "",
+        "| Proxy | 2xx req/s | p50 / p99 / max ms | answers | gateway daemons | Apache | nginx |",
+        "|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for key, run in slow["runs"].items():
+        memory = [run["memory"].get(role) for role in ("gateway daemons", "Apache (parent and workers)", "nginx")]
+        cells = " | ".join(f"{m['before_mib']:.0f} -> {m['peak_mib']:.0f}" if m else "-" for m in memory)
+        lines.append(f"| {BY_KEY[key].label} | {run['ok_rps']:.1f} | {run['p50_ms']:.0f} / {run['p99_ms']:.0f} / "
+                     f"{run['max_ms']:.0f} | {_answers(run)} | {cells} |")  # fmt: skip
+    lines += ["", "One request each, before the runs:", ""]
+    lines += [f"- {BY_KEY[key].label}: {seen}" for key, seen in slow["checks"].items()]
     return "\n".join(lines)
 
 
@@ -127,4 +173,9 @@ def write_docs(result: dict) -> None:
         f"{profile_markdown(result['profile'])}\n<!-- /results -->"
     )
     text = re.sub(r"<!-- results -->.*<!-- /results -->", lambda _: block, text, flags=re.S)
+    if result.get("chain") and result.get("slow") and "<!-- chain-slow -->" in text:
+        chain_slow = (f"<!-- chain-slow -->\nFrom the run of {result['when']} (the machine and the other scenarios: "
+                      f"[Results](#results)).\n\n{chain_markdown(result)}\n\n{slow_markdown(result)}\n"
+                      "<!-- /chain-slow -->")  # fmt: skip
+        text = re.sub(r"<!-- chain-slow -->.*<!-- /chain-slow -->", lambda _: chain_slow, text, flags=re.S)
     docs.write_text(text)

@@ -12,7 +12,7 @@ import urllib.request
 from contextlib import suppress
 from pathlib import Path
 
-from scenarios import BODY, Config, Scenario
+from scenarios import BODY, FIXTURES, Config, Scenario
 from servers import run
 
 
@@ -39,18 +39,26 @@ def wrk(url: str, connections: int, seconds: int, token: str) -> dict[str, float
         return wrk_once(url, connections, seconds, token)
 
 
-def wrk_once(url: str, connections: int, seconds: int, token: str) -> dict[str, float]:
-    headers = ["-H", f"Authorization: Token {token}"] if token else []
+def wrk_once(url: str, connections: int, seconds: int, token: str, *, timeout: str = "5s",
+             headers: tuple[str, ...] = (), statuses: bool = False) -> dict:  # fmt: skip
+    """One wrk run.  ``statuses``: count the answers by status code (``fixtures/statuses.lua``) and
+    keep the kinds of errors apart: the long runs of the chain and slow scenarios."""
+    sent = [*headers, f"Authorization: Token {token}"] if token else list(headers)
+    options = [argument for header in sent for argument in ("-H", header)]
+    if statuses:
+        options += ["-s", str(FIXTURES / "statuses.lua")]
     threads = "1" if connections == 1 else "2"
     start = busy_jiffies()
-    output = run("wrk", "-t", threads, "-c", str(connections), "-d", f"{seconds}s", "--latency", "--timeout", "5s",
-                 *headers, url, capture_output=True).stdout  # fmt: skip
+    output = run("wrk", "-t", threads, "-c", str(connections), "-d", f"{seconds}s", "--latency", "--timeout", timeout,
+                 *options, url, capture_output=True).stdout  # fmt: skip
     busy = (busy_jiffies() - start) / os.sysconf("SC_CLK_TCK")
     if "Latency Distribution" not in output or not re.search(r"^\s+99%\s+[\d.]+(us|ms|s|m|h)\s*$", output, re.M):
         raise RuntimeError(f"wrk printed no latencies for {url}:\n{output}")
     requests = int(re.search(r"(\d+) requests in", output).group(1))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if statuses:
+        return _long_run(output, requests, busy)
     return {
         "requests": requests,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
@@ -59,6 +67,30 @@ def wrk_once(url: str, connections: int, seconds: int, token: str) -> dict[str, 
         "p99_ms": _ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1)),
         "cpu_s_per_1000": round(busy / max(requests, 1) * 1000, 3),
         "errors": errors + (int(non_2xx.group(1)) if non_2xx else 0),
+    }
+
+
+def _long_run(output: str, requests: int, busy: float) -> dict:
+    """A chain or slow run: answers by status, socket errors by kind, and the latencies of all
+    answers (its wrk timeout is longer than any answer can take: none is left out)."""
+    socket_errors = dict.fromkeys(("connect", "read", "write", "timeout"), 0)
+    found = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    if found:
+        socket_errors = dict(zip(socket_errors, map(int, found.groups()), strict=True))
+    statuses = {code: int(n) for code, n in re.findall(r"^status (\d+) (\d+)$", output, re.M)}
+    ok = sum(n for code, n in statuses.items() if code.startswith("2"))
+    return {
+        "requests": requests,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "ok_rps": round(float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)) * ok / max(requests, 1), 2),
+        "ok": ok,
+        "p50_ms": _ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1)),
+        "p99_ms": _ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1)),
+        "max_ms": _ms(re.search(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", output, re.M).group(1)),
+        "statuses": dict(sorted(statuses.items())),
+        "socket_errors": socket_errors,
+        "failures": requests - ok + sum(socket_errors.values()),
+        "cpu_s_per_1000": round(busy / max(requests, 1) * 1000, 3),
     }
 
 
@@ -73,12 +105,13 @@ def check(scenario: Scenario, token: str) -> None:
 
 
 def measure(config: Config, token: str) -> dict[str, dict[int, list[dict]]]:
-    runs: dict[str, dict[int, list[dict]]] = {s.key: {c: [] for c in config.concurrencies} for s in config.scenarios}
-    for scenario in config.scenarios:
+    scenarios = config.of_kind("base")
+    runs: dict[str, dict[int, list[dict]]] = {s.key: {c: [] for c in config.concurrencies} for s in scenarios}
+    for scenario in scenarios:
         check(scenario, token)
     for number in range(config.rounds):
         for connections in config.concurrencies:
-            for scenario in config.scenarios:
+            for scenario in scenarios:
                 result = wrk(scenario.url, connections, config.seconds, scenario.token(token))
                 runs[scenario.key][connections].append(result)
                 print(f"round {number + 1}/{config.rounds} c={connections:<3} {scenario.label:<38} "

@@ -18,8 +18,17 @@ FIXTURES = CODE / "bench" / "fixtures"  # the servers' configs and the bench dat
 USER = "auditgate"  # the deployed daemons' account; it reads RUN
 SYSTEM_PYTHON = "/usr/bin/python3"
 PORT = {"upstream": 18090, "nginx_proxy": 18091, "apache": 18081, "gunicorn": 18083, "nginx_gunicorn": 18093}
+# The chain and slow scenarios: their nginx (plain for the client, TLS for the nested call), the
+# private Apache's TLS port (the nested calls), upstream A of the chain, and the slow upstream.
+PORT |= {"nginx_chain": 18094, "nginx_chain_tls": 18494, "apache_tls": 18443, "chain_a": 18095, "slow": 18096}
 BODY = '{"id": 42, "name": "bench item", "tags": ["a", "b", "c"]}\n'
 DATABASE = "bench_auditgate"
+DEFINES = Path("/etc/apache2/conf-available/auditgate-defines.conf")  # the deployed values of the vhost's Defines
+MPM = Path("/etc/apache2/conf-enabled/auditgate-mpm.conf")  # the deployed Apache worker sizing
+# The client of the chain is an instrumented service: it starts the trace.
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+NESTED_TIMEOUT = 5.0  # upstream A's timeout for its nested call (connect, and each read)
+SLOW_DELAY = 3.0  # the slow upstream's wait before it answers
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,9 @@ class Scenario:
     label: str
     path: str  # after http://127.0.0.1:
     auth: bool  # sends the bench token
+    # "base": interleaved rounds at every concurrency; "chain" (client -> proxy -> A -> proxy -> B)
+    # and "slow" (a 3 s upstream, many connections): after the rounds, one run each (runner.py).
+    kind: str = "base"
 
     @property
     def url(self) -> str:
@@ -48,28 +60,52 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("gunicorn", "6b auditgate, bare gunicorn", f"{PORT['gunicorn']}/gw/bench/item", True),
     Scenario("api", "7 API: audit events, 1st page", f"{PORT['apache']}/api/audit/events/?upstream=bench", True),
 )
-BY_KEY = {scenario.key: scenario for scenario in SCENARIOS}
+# Upstream A answers /<via>/<path> by calling /<path> of B through the proxy named <via>, over
+# https (servers.chain_upstream_config); B is the nginx upstream of scenario 1.
+CHAIN: tuple[Scenario, ...] = (
+    Scenario("chain_auditgate", "chain: auditgate", f"{PORT['apache']}/gw/chain-a/gate/item", True, "chain"),
+    Scenario(
+        "chain_revproxy", "chain: django-revproxy", f"{PORT['apache']}/bench/chain-a/revproxy/item", False, "chain"
+    ),
+    Scenario("chain_nginx", "chain: nginx proxy_pass", f"{PORT['nginx_chain']}/chain-a/nginx/item", False, "chain"),
+)
+SLOW: tuple[Scenario, ...] = (
+    Scenario("slow_auditgate", "slow: auditgate", f"{PORT['apache']}/gw/slow/item", True, "slow"),
+    Scenario("slow_revproxy", "slow: django-revproxy", f"{PORT['apache']}/bench/slow/item", False, "slow"),
+    Scenario("slow_nginx", "slow: nginx proxy_pass", f"{PORT['nginx_chain']}/slow/item", False, "slow"),
+)
+ALL: tuple[Scenario, ...] = SCENARIOS + CHAIN + SLOW
+KINDS = ("base", "chain", "slow")
+BY_KEY = {scenario.key: scenario for scenario in ALL}
 
 
-def select(keys: Iterable[str] | None) -> tuple[Scenario, ...]:
-    """The scenarios named (in their usual order), or all of them."""
-    if not keys:
-        return SCENARIOS
-    wanted = set(keys)
-    return tuple(scenario for scenario in SCENARIOS if scenario.key in wanted)
+def select(keys: Iterable[str] | None, kinds: Iterable[str] = KINDS) -> tuple[Scenario, ...]:
+    """The scenarios named and of the kinds named (in their usual order); all of them by default."""
+    wanted, kinds = set(keys or BY_KEY), set(kinds)
+    return tuple(scenario for scenario in ALL if scenario.key in wanted and scenario.kind in kinds)
 
 
 @dataclass(frozen=True)
 class Config:
     """One run's shape and levers, from the command line."""
 
-    seconds: int = 10
+    seconds: int = 5
     rounds: int = 3
     concurrencies: tuple[int, ...] = (1, 16, 64)
-    scenarios: tuple[Scenario, ...] = SCENARIOS
+    scenarios: tuple[Scenario, ...] = ALL
+    chain_seconds: int = 10  # longer than NESTED_TIMEOUT: a stuck nested call shows within the run
+    chain_concurrencies: tuple[int, ...] | None = None  # None: 16, 64 and 4x the gateway's threads
+    slow_seconds: int = 20
+    slow_connections: int = 512
     # --define NAME=VALUE: a vhost Define changed for one run (the shape of the daemon groups);
     # --no-access-log: what Apache's access log costs.  Levers, measured one at a time.
     defines: Mapping[str, str] = field(default_factory=dict)
     access_log: bool = True
+    # --hop-groups N: the private Apache declares gateway groups auditgate-gw1..N (copies of
+    # auditgate-gw) when apache/vhost.conf declares none, to measure hop-level routing early.
+    hop_groups: int = 0
     # Some scenarios only, or a lever moved: the docs keep the last full run.
     partial: bool = False
+
+    def of_kind(self, kind: str) -> tuple[Scenario, ...]:
+        return tuple(scenario for scenario in self.scenarios if scenario.kind == kind)

@@ -1,4 +1,5 @@
-"""Setting up the gateway benchmark and starting its servers: nginx, a private Apache, gunicorn.
+"""Setting up the gateway benchmark and starting its servers: nginx, a private Apache, gunicorn,
+and the upstreams of the chain and slow scenarios (``upstreams.py``).
 
 Each server is a context manager that stops what it started (by PID or its own control
 command).  Their configs are ``bench/fixtures/*.conf.in``, with each name between ``@`` signs filled in here.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import grp
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -19,7 +21,23 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from scenarios import BODY, CODE, DATABASE, FIXTURES, PORT, ROOT, RUN, SYSTEM_PYTHON, USER, VENV, Config
+from scenarios import (
+    BODY,
+    CODE,
+    DATABASE,
+    DEFINES,
+    FIXTURES,
+    MPM,
+    NESTED_TIMEOUT,
+    PORT,
+    ROOT,
+    RUN,
+    SLOW_DELAY,
+    SYSTEM_PYTHON,
+    USER,
+    VENV,
+    Config,
+)
 
 
 def run(*command: str | Path, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -119,20 +137,32 @@ def django_env(env_file: Path) -> dict[str, str]:
         **os.environ,
         "AUDITGATE_ENV_FILE": str(env_file),
         "AUDITGATE_BENCH_UPSTREAM": f"http://127.0.0.1:{PORT['upstream']}",
+        "AUDITGATE_BENCH_CHAIN_UPSTREAM": f"http://127.0.0.1:{PORT['chain_a']}",
+        "AUDITGATE_BENCH_SLOW_UPSTREAM": f"http://127.0.0.1:{PORT['slow']}",
         "DJANGO_SETTINGS_MODULE": "benchsite.settings",
         "PYTHONPATH": f"{CODE / 'bench'}:{CODE}:{CODE / 'site'}",
     }
 
 
-def prepare_database(env: dict[str, str]) -> str:
-    """Migrate the bench database (creating it if needed) and return a fresh token
-    (``bench/fixtures/bench_data.py``: the caller, the upstream, its rule)."""
+def prepare_database(env: dict[str, str]) -> tuple[str, str]:
+    """Migrate the bench database (creating it if needed) and return fresh tokens: the client's,
+    and upstream A's for its nested calls (``bench/fixtures/bench_data.py``: callers, upstreams, rules)."""
     manage = [VENV / "bin" / "python", CODE / "site" / "manage.py"]
     run("mysql", "-e", f"CREATE DATABASE IF NOT EXISTS {DATABASE} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     run(*manage, "migrate", "-v", "0", env=env)
     run(*manage, "collectstatic", "--noinput", "-v", "0", env=env)
     code = (FIXTURES / "bench_data.py").read_text()
-    return run(*manage, "shell", "-c", code, env=env, capture_output=True).stdout.strip().splitlines()[-1]
+    token, chain_token = run(*manage, "shell", "-c", code, env=env, capture_output=True).stdout.split("\n")[-2].split()
+    return token, chain_token
+
+
+def make_certificate() -> None:
+    """A throwaway self-signed certificate for 127.0.0.1: the TLS ports of the chain's nested calls."""
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        "-keyout", RUN / "tls.key", "-out", RUN / "tls.crt", capture_output=True)  # fmt: skip
+    (RUN / "tls.key").chmod(0o600)
+    (RUN / "tls.crt").chmod(0o644)
 
 
 # --- servers -------------------------------------------------------------------------------
@@ -168,16 +198,40 @@ def nginx() -> Iterator[None]:
         wait_for_exit(pid)
 
 
+def _defines_in(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^\s*Define\s+(\S+)\s+(.*?)\s*$", text, re.M))
+
+
 def vhost_defines(vhost: str, defines: Mapping[str, str]) -> dict[str, str]:
-    """apache/vhost.conf's Defines, with this run's ``--define`` levers over them."""
-    return dict(re.findall(r"^\s*Define\s+(\S+)\s+(.*?)\s*$", vhost, re.M)) | dict(defines)
+    """apache/vhost.conf's Defines, the deployed values over them (read now: they may change between
+    runs), and this run's ``--define`` levers over those."""
+    deployed = _defines_in(DEFINES.read_text()) if DEFINES.exists() else {}
+    return _defines_in(vhost) | deployed | dict(defines)
 
 
-def daemon_options(vhost: str, group: str, defines: Mapping[str, str]) -> str:
-    """The options of a WSGIDaemonProcess of apache/vhost.conf, Defines expanded, paths ours."""
-    match = re.search(rf"^\s*WSGIDaemonProcess\s+{group}\s+((?:.*\\\n)*.*)$", vhost, re.M)
+def gateway_shape(config: Config) -> dict:
+    """The gateway group's processes and threads for this run (deployed Defines, --define over
+    them), its threads in all, and the hop-level groups beside it."""
+    vhost = (CODE / "apache" / "vhost.conf").read_text()
+    defines = vhost_defines(vhost, config.defines)
+    processes, threads = int(defines["AUDITGATE_GW_PROCESSES"]), int(defines["AUDITGATE_GW_THREADS"])
+    return {"processes": processes, "threads_per_process": threads, "threads": processes * threads,
+            "hop_groups": hop_groups(vhost, config)}  # fmt: skip
+
+
+def daemon_groups(vhost: str) -> list[str]:
+    """The names of apache/vhost.conf's daemon groups that serve requests (the API's and the
+    gateway's of each hop level; not the WebSocket relay's), in its order."""
+    groups = re.findall(r"^\s*WSGIDaemonProcess\s+(\S+)", vhost, re.M)
+    return [group for group in groups if re.fullmatch(r"auditgate-(api|gw[0-9]*)", group)]
+
+
+def daemon_options(vhost: str, group: str, defines: Mapping[str, str], *, like: str | None = None) -> str:
+    """The options of a WSGIDaemonProcess of apache/vhost.conf, Defines expanded, paths ours
+    (``like``: those of another group, for a group the vhost does not declare)."""
+    match = re.search(rf"^\s*WSGIDaemonProcess\s+{like or group}\s+((?:.*\\\n)*.*)$", vhost, re.M)
     if not match:
-        raise RuntimeError(f"no WSGIDaemonProcess {group} in apache/vhost.conf")
+        raise RuntimeError(f"no WSGIDaemonProcess {like or group} in apache/vhost.conf")
     options = match.group(1).replace("\\\n", " ")
     expanded = vhost_defines(vhost, defines)
     options = re.sub(r"\$\{(\w+)\}", lambda m: expanded[m.group(1)], options)
@@ -197,8 +251,8 @@ def server_directives(vhost: str) -> str:
     return "\n".join(re.findall(r"^(?:Timeout|KeepAlive|MaxKeepAliveRequests|KeepAliveTimeout)\s.*$", vhost, re.M))
 
 
-# The deployed Apache's modules and their settings, but TLS (the bench is plain http on
-# loopback), mod_status, and the deployed mod_wsgi (the bench loads its venv's own build).
+# The deployed Apache's modules and their settings, but mod_status, the deployed mod_wsgi (the
+# bench loads its venv's own build) and TLS's settings (apache.conf.in loads mod_ssl itself).
 _SKIP_MODULES = {"ssl", "status", "wsgi_auditgate"}
 
 
@@ -213,17 +267,51 @@ def enabled_modules() -> str:
     return "\n".join(lines)
 
 
+def hop_groups(vhost: str, config: Config) -> list[str]:
+    """The gateway groups of the hop levels above 0 (``auditgate-gw1``...: apps.gateway.tracing):
+    the vhost's, or ``--hop-groups`` copies of ``auditgate-gw`` when it declares none."""
+    declared = [group for group in daemon_groups(vhost) if re.fullmatch(r"auditgate-gw[1-9]", group)]
+    return declared or [f"auditgate-gw{level}" for level in range(1, config.hop_groups + 1)]
+
+
+def daemons(vhost: str, config: Config) -> str:
+    """A WSGIDaemonProcess and WSGIImportScript for each daemon group the vhost declares (and --hop-groups)."""
+    wsgi = CODE / "bench" / "benchsite" / "wsgi.py"
+    groups = dict.fromkeys(daemon_groups(vhost) + hop_groups(vhost, config))
+    lines = []
+    for group in groups:
+        like = None if group in daemon_groups(vhost) else "auditgate-gw"
+        lines.append(f"WSGIDaemonProcess {group} {daemon_options(vhost, group, config.defines, like=like)}")
+        lines.append(f"WSGIImportScript {wsgi} process-group={group} application-group=%{{GLOBAL}}")
+    return "\n".join(lines)
+
+
+def routing(vhost: str, config: Config) -> str:
+    """/gw/ and /bench/ to the gateway group; with hop-level groups, a request whose tracestate
+    carries ``auditgate=<level>-`` to the group of that level (the gate then checks the entry)."""
+    levels = len(hop_groups(vhost, config))
+    if not levels:
+        return '<LocationMatch "^/(gw|bench)/">\n    WSGIProcessGroup auditgate-gw\n</LocationMatch>'
+    return "\n".join((
+        'SetEnvIf Request_URI "^" AUDITGATE_BENCH_GROUP=auditgate-gw',
+        f'SetEnvIf tracestate "(^|,)[ \\t]*auditgate=([1-{levels}])-" AUDITGATE_BENCH_GROUP=auditgate-gw$2',
+        '<LocationMatch "^/(gw|bench)/">\n    WSGIProcessGroup %{ENV:AUDITGATE_BENCH_GROUP}\n</LocationMatch>',
+    ))  # fmt: skip
+
+
 def apache_conf(vhost: str, mod_wsgi: str, config: Config) -> str:
     return render(
         "apache.conf.in",
         run=RUN,
         user=USER,
         port=PORT["apache"],
+        tls_port=PORT["apache_tls"],
         modules=enabled_modules(),
         mod_wsgi=mod_wsgi,
+        mpm=f"Include {MPM}" if MPM.exists() else "",
         server=server_directives(vhost),
-        api=daemon_options(vhost, "auditgate-api", config.defines),
-        gw=daemon_options(vhost, "auditgate-gw", config.defines),
+        daemons=daemons(vhost, config),
+        routing=routing(vhost, config),
         wsgi=CODE / "bench" / "benchsite" / "wsgi.py",
         code=CODE,
         access_log="" if config.access_log else "# --no-access-log: ",
@@ -244,6 +332,39 @@ def apache(env: dict[str, str], config: Config) -> Iterator[None]:
         pid = int((RUN / "apache.pid").read_text())
         run("apache2", "-f", conf, "-k", "stop", env=env)
         wait_for_exit(pid)  # apache2 -k stop returns before its children are gone
+
+
+def chain_upstream_config(chain_token: str) -> Path:
+    """Upstream A's routes: where each proxy's nested call goes (over https), and A's token for the gate."""
+    tls = f"https://127.0.0.1:{PORT['apache_tls']}"
+    config = {
+        "port": PORT["chain_a"], "cafile": str(RUN / "tls.crt"), "timeout": NESTED_TIMEOUT,
+        "routes": {"gate": {"base": f"{tls}/gw/chain-b", "token": chain_token},
+                   "revproxy": {"base": f"{tls}/bench/revproxy"},
+                   "nginx": {"base": f"https://127.0.0.1:{PORT['nginx_chain_tls']}"}},
+    }  # fmt: skip
+    path = RUN / "chain-a.json"
+    path.write_text(json.dumps(config))
+    os.chown(path, 0, grp.getgrnam(USER).gr_gid)
+    path.chmod(0o640)
+    return path
+
+
+@contextmanager
+def upstreams(chain_token: str) -> Iterator[None]:
+    """Upstream A of the chain and the slow upstream (``upstreams.py``), as the daemon account."""
+    script = CODE / "bench" / "upstreams.py"
+    commands = {"chain_a": ["chain", chain_upstream_config(chain_token)], "slow": ["slow", PORT["slow"], SLOW_DELAY]}
+    started = []
+    try:
+        for name, arguments in commands.items():
+            started.append(subprocess.Popen([SYSTEM_PYTHON, script, *map(str, arguments)], user=USER, group=USER))  # noqa: S603
+            wait_for_port(PORT[name])
+        yield
+    finally:
+        for process in started:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
 
 
 @contextmanager

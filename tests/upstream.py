@@ -133,8 +133,8 @@ GZIPPED = gzip.compress(b"compressed body " * 100, mtime=0)
 
 
 class _BackloggedServer(ThreadingHTTPServer):
-    # socketserver's default listen backlog (5) drops connections in a burst.
-    request_queue_size = 256
+    # socketserver's default listen backlog (5) drops connections in a burst (of up to 512 gateway threads).
+    request_queue_size = 2048
 
 
 class Upstream:
@@ -167,7 +167,9 @@ class _RawServer:
     """A listening socket on loopback whose accept loop hands each connection to ``handle``."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+        # A backlog for a burst from every gateway thread (512 at level 0): with less, the
+        # connections past it wait on SYN retries and a fault test sees connect timeouts.
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self._thread = threading.Thread(target=self._serve, daemon=True)
 

@@ -32,7 +32,17 @@ from django.db.models import Max
 from apps.audit.choices import ProblemKind
 from apps.audit.models import AuditPurge, AuditSeal
 from apps.audit.retention import purged_through
-from apps.audit.sealing import ID, SEALED_FIELDS, Problem, Report, Row, chain, verify_checkpoint
+from apps.audit.sealing import (
+    ID,
+    SEALED_FIELDS,
+    V1_EMPTY,
+    V1_WIDTH,
+    Problem,
+    Report,
+    Row,
+    chain,
+    verify_checkpoint,
+)
 
 # A file that is not an archive at all would otherwise yield a problem per line.
 MAX_PROBLEMS = 100
@@ -43,6 +53,7 @@ _PROGRESS_EVERY = 10_000
 
 ID_NAME = SEALED_FIELDS[ID].attname
 _NAMES = tuple(f.attname for f in SEALED_FIELDS)
+_V1_NAMES, _V2_NAMES = _NAMES[:V1_WIDTH], _NAMES[V1_WIDTH:]
 _DATETIMES, _JSONS, _BOOLEANS = (
     [i for i, f in enumerate(SEALED_FIELDS) if f.get_internal_type() == kind]
     for kind in ("DateTimeField", "JSONField", "BooleanField")
@@ -57,7 +68,11 @@ def sealed_row(line: dict[str, Any]) -> Row:
     precision or meaning.  Raises KeyError, TypeError or ValueError for a line that is not an event."""
     # Only the few columns that change form are touched: a function call per column was
     # most of the check's time.
-    row = [line[name] for name in _NAMES]
+    row = [line[name] for name in _V1_NAMES]
+    if line["schema_version"] == 1:  # exported before version 2 added its columns, or after
+        row.extend(line.get(name, empty) for name, empty in zip(_V2_NAMES, V1_EMPTY, strict=True))
+    else:
+        row.extend(line[name] for name in _V2_NAMES)
     for i in _DATETIMES:
         if row[i] is not None:
             row[i] = _sealed_datetime(row[i])

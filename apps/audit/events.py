@@ -24,6 +24,9 @@ from apps.audit.models import AuditEvent
 # Gateway attempts (written by apps.audit.recording.GatewayAttempt).
 GATEWAY_REQUEST = "gateway.request"
 GATEWAY_DENIED = "gateway.denied"
+# One per WebSocket connection allowed through /gw/: opened (status 101), then its outcome
+# (closed, duration, bytes each way, close code or error) when it ends.
+GATEWAY_WEBSOCKET = "gateway.websocket"
 # Authentication.
 AUTH_FAILED = "auth.failed"
 # API tokens.
@@ -51,6 +54,7 @@ EVENT_TYPES = frozenset(
     {
         GATEWAY_REQUEST,
         GATEWAY_DENIED,
+        GATEWAY_WEBSOCKET,
         AUTH_FAILED,
         TOKEN_CREATED,
         TOKEN_REVOKED,

@@ -18,7 +18,7 @@ _DEFAULT = object()
 # database grants the app exactly these (the ``database`` role); everything else is insert-only.
 OUTCOME_FIELDS = (
     "completed_at", "duration_ms", "status", "upstream_status", "error", "request_bytes", "request_sha256",
-    "response_bytes", "response_sha256", "ttfb_ms", "client_aborted",
+    "response_bytes", "response_sha256", "ttfb_ms", "client_aborted", "close_code",
 )  # fmt: skip
 
 
@@ -137,7 +137,9 @@ class AuditEvent(models.Model):
 
     # The primary key is the event's sequence number: the hash chain (apps.audit.sealing)
     # links events in id order.
-    schema_version = models.PositiveSmallIntegerField(default=1)
+    # 2 added the causal chain (trace_id, parent_event_id) and close_code; version 1 rows are
+    # sealed without those columns (apps.audit.sealing.canonical_bytes).
+    schema_version = models.PositiveSmallIntegerField(default=2)
     event_type = models.CharField(max_length=64, default="gateway.request")
     occurred_at = models.DateTimeField()
     # When the row was written (gateway events are written when their outcome is known);
@@ -191,6 +193,15 @@ class AuditEvent(models.Model):
     object_id = models.CharField(max_length=64, blank=True)
     object_repr = models.CharField(max_length=200, blank=True)
     changes = models.JSONField(null=True, blank=True)
+    # Schema version 2, appended last (the sealed column order is the table's).  A request a
+    # service made through the gate while serving an earlier request names that request's
+    # event, from the trace context the gate signed and gave it (apps.gateway.tracing): a
+    # caller cannot forge the link.
+    trace_id = models.CharField(max_length=32, blank=True, help_text="W3C Trace Context trace id.")
+    parent_event_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The gateway attempt whose upstream made this request through the gate."
+    )
+    close_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="A WebSocket's close code.")
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -215,6 +226,7 @@ class AuditEvent(models.Model):
             models.Index(fields=("source_ip", "occurred_at"), name="audit_source_time"),
             models.Index(fields=("request_id",), name="audit_request_id"),
             models.Index(fields=("completed_at",), name="audit_completed"),
+            models.Index(fields=("parent_event_id",), name="audit_parent"),
         ]
 
     def __str__(self) -> str:

@@ -13,6 +13,11 @@ upstream's ``total_timeout`` (170 s at most) cuts it, and the last write to a sl
 is bounded by mod_wsgi's socket-timeout (45 s).  An attempt still open after that is
 stuck, and would hold the trail's sealing back.  An attempt taken on another host is
 left to that host's own reconciler, and closed here after ``older_than`` too.
+
+A WebSocket (``gateway.websocket``) legitimately stays open up to its upstream's maximum
+duration (4 hours at most): its bound is ``AUDIT_OPEN_WEBSOCKET_BOUND_SECONDS``, that cap
+plus a margin, so a live one is never closed, and the sealing waits for an open WebSocket
+up to that long.  One whose relay process died is closed at once, like any other.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.audit.choices import INTERRUPTED
+from apps.audit.events import GATEWAY_WEBSOCKET
 from apps.audit.models import AuditEvent
 
 
@@ -53,11 +59,15 @@ def _process_gone(worker: str) -> bool:
 def reconcile(*, now: datetime | None = None, older_than: timedelta | None = None) -> list[int]:
     """Close the open attempts that can no longer complete; returns their ids."""
     now = now or timezone.now()
+    bounds = {GATEWAY_WEBSOCKET: timedelta(seconds=settings.AUDIT_OPEN_WEBSOCKET_BOUND_SECONDS)}
+    if older_than is not None:  # asked for: the same bound for every kind
+        bounds = {}
     older_than = older_than or timedelta(seconds=settings.AUDIT_OPEN_ATTEMPT_BOUND_SECONDS)
     closed = []
     open_attempts = AuditEvent.objects.filter(completed_at__isnull=True).order_by("id")
-    for event_id, worker, occurred_at in open_attempts.values_list("id", "worker", "occurred_at").iterator():
-        if (_local(worker) and _process_gone(worker)) or occurred_at < now - older_than:
+    rows = open_attempts.values_list("id", "worker", "occurred_at", "event_type").iterator()
+    for event_id, worker, occurred_at, event_type in rows:
+        if (_local(worker) and _process_gone(worker)) or occurred_at < now - bounds.get(event_type, older_than):
             duration = round((now - occurred_at).total_seconds() * 1000, 3)
             if AuditEvent.objects.record_outcome(event_id, completed_at=now, error=INTERRUPTED, duration_ms=duration):
                 closed.append(event_id)

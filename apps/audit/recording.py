@@ -31,7 +31,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from apps.audit.choices import Decision
-from apps.audit.events import GATEWAY_DENIED, GATEWAY_REQUEST
+from apps.audit.events import GATEWAY_DENIED, GATEWAY_REQUEST, GATEWAY_WEBSOCKET
 from apps.audit.masking import mask_query
 from apps.audit.models import AuditEvent
 from apps.audit.reconciling import process_start
@@ -101,10 +101,21 @@ class Attempt:
     reason: str = ""
     rule_id: int | None = None
     injected_credential: str = ""
+    # The causal chain: the W3C trace id, and the event of the request whose upstream made
+    # this one (verified by the gateway, apps.gateway.tracing).
+    trace_id: str = ""
+    parent_event_id: int | None = None
+    # A WebSocket connection (apps.gateway.wsrelay): an allowed one is a ``gateway.websocket`` event.
+    websocket: bool = False
+
+    def event_type(self) -> str:
+        if self.decision != Decision.ALLOW:
+            return GATEWAY_DENIED
+        return GATEWAY_WEBSOCKET if self.websocket else GATEWAY_REQUEST
 
     def fields(self) -> dict[str, Any]:
         return {
-            "event_type": GATEWAY_REQUEST if self.decision == Decision.ALLOW else GATEWAY_DENIED,
+            "event_type": self.event_type(),
             "request_id": self.request_id,
             "method": self.method,
             "path": self.path[:_MAX_TEXT],
@@ -126,6 +137,8 @@ class Attempt:
             "reason": self.reason,
             "rule_id": self.rule_id,
             "injected_credential": self.injected_credential,
+            "trace_id": self.trace_id,
+            "parent_event_id": self.parent_event_id,
             "worker": WORKER,
         }
 
@@ -156,10 +169,15 @@ class Outcome:
     response: BodyCount | None = None
     ttfb_ms: float | None = None
     client_aborted: bool = False
+    # A WebSocket's close code (the one received from the side that closed, or the one the
+    # gateway sent when it closed both); None for HTTP exchanges.
+    close_code: int | None = None
 
     def fields(self, duration_ms: float) -> dict[str, Any]:
         request, response = self.request or BodyCount(), self.response or BodyCount()
+        websocket = {} if self.close_code is None else {"close_code": self.close_code}
         return {
+            **websocket,
             "completed_at": timezone.now(),
             "duration_ms": duration_ms,
             "status": self.status,

@@ -46,9 +46,17 @@ GENESIS = "0" * 64
 # deleted; ``actor_username`` keeps who it was), in table order, read raw from the database
 # (what is stored is what is sealed).  Changing this list needs a new ``schema_version``.
 SEALED_FIELDS = tuple(f for f in AuditEvent._meta.concrete_fields if f.attname != "actor_id")
-ID, COMPLETED, RECORDED = (
-    next(i for i, f in enumerate(SEALED_FIELDS) if f.attname == name) for name in ("id", "completed_at", "recorded_at")
+ID, COMPLETED, RECORDED, VERSION = (
+    next(i for i, f in enumerate(SEALED_FIELDS) if f.attname == name)
+    for name in ("id", "completed_at", "recorded_at", "schema_version")
 )
+# Schema version 2 appended these columns (the causal chain, WebSocket close codes).  A
+# version 1 row is sealed without them, as it always was, while they hold their empty
+# values; a value written into one of them later makes the row hash differently.
+_V2_COLUMNS = ("trace_id", "parent_event_id", "close_code")
+V1_WIDTH = len(SEALED_FIELDS) - len(_V2_COLUMNS)
+V1_EMPTY = ("", None, None)
+assert tuple(f.attname for f in SEALED_FIELDS[V1_WIDTH:]) == _V2_COLUMNS
 
 
 def _column(field: Any) -> str:
@@ -89,6 +97,8 @@ def canonical_bytes(row: Row) -> bytes:
     orjson writes the same bytes as the json module five times faster, except for floats
     that Python writes with an exponent (1e-05, orjson 0.00001) or not at all (nan): rows
     with such a value take the json module (tests/audit/test_sealing.py holds them equal)."""
+    if row[VERSION] == 1 and row[V1_WIDTH:] == V1_EMPTY:
+        row = row[:V1_WIDTH]
     for i in _FLOATS:
         value = row[i]
         if value and not 1e-4 <= abs(value) < 1e16:

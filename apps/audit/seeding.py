@@ -86,6 +86,7 @@ _COLUMNS = {
     "object_type": "''",
     "object_id": "''",
     "object_repr": "''",
+    "trace_id": "''",
 }
 _BATCH = 50_000
 

@@ -70,7 +70,9 @@ REFUSALS = MappingProxyType(
         "outside_time_window": Refusal(403, "The rule that would allow this request is not in force now."),
         "request_too_large": Refusal(413, "The body is larger than the upstream accepts."),
         "loop_detected": Refusal(508, "This request has looped through the gateway."),
-        "upgrade_not_supported": Refusal(501, "Protocol upgrades (WebSocket) cannot pass a WSGI gateway."),
+        "invalid_trace_context": Refusal(400, "The auditgate tracestate entry is not valid."),
+        "too_many_hops": Refusal(508, "This chain of services calling through the gateway is too deep."),
+        "upgrade_not_supported": Refusal(501, "Protocol upgrades other than WebSocket are not proxied."),
         # The upstream leg (apps.gateway.choices.UpstreamError).
         "upstream_refused": Refusal(502, _UPSTREAM_FAILED),
         "upstream_dns_failed": Refusal(502, _UPSTREAM_FAILED),
@@ -88,6 +90,10 @@ REFUSALS = MappingProxyType(
         "client_body_timeout": Refusal(408, "The request body was cut off."),
         "client_aborted": Refusal(CLIENT_CLOSED_REQUEST, "The request body was cut off."),
         "gateway_error": Refusal(500, "Internal error; it has been logged."),
+        # An open WebSocket (101) the gateway closed: recorded as its event's error, never answered.
+        "websocket_idle_timeout": Refusal(101, "No WebSocket message either way for the upstream's idle timeout."),
+        "websocket_max_duration": Refusal(101, "The WebSocket reached the upstream's maximum duration."),
+        "websocket_gateway_stopped": Refusal(101, "The gateway's WebSocket relay stopped."),
     }
 )
 

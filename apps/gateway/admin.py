@@ -38,7 +38,8 @@ class UpstreamForm(forms.ModelForm):
         model = Upstream
         fields = (
             "name", "base_url", "enabled", "internal", "description", "connect_timeout", "read_timeout",
-            "total_timeout", "max_request_bytes", "max_response_bytes", "allowed_methods", "preserve_host",
+            "total_timeout", "max_request_bytes", "max_response_bytes", "websocket_idle_timeout",
+            "websocket_max_duration", "allowed_methods", "preserve_host",
             "forward_cookies", "forward_rewrite_headers", "fail_open", "credential_header", "credential_value",
             "identity_key",
         )  # fmt: skip

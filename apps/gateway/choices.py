@@ -26,6 +26,8 @@ class Reason(models.TextChoices):
     TOKEN_REVOKED = "token_revoked"
     REQUEST_TOO_LARGE = "request_too_large"
     LOOP_DETECTED = "loop_detected"
+    INVALID_TRACE_CONTEXT = "invalid_trace_context"
+    TOO_MANY_HOPS = "too_many_hops"
     UPGRADE_NOT_SUPPORTED = "upgrade_not_supported"
 
 
@@ -46,6 +48,10 @@ class UpstreamError(models.TextChoices):
     STREAM_BROKEN = "upstream_stream_broken"
     CLIENT_ABORTED = "client_aborted"
     CLIENT_BODY_TIMEOUT = "client_body_timeout"
+    # How an open WebSocket (status 101) ended when the gateway closed it (apps.gateway.wsrelay).
+    WEBSOCKET_IDLE_TIMEOUT = "websocket_idle_timeout"
+    WEBSOCKET_MAX_DURATION = "websocket_max_duration"
+    WEBSOCKET_GATEWAY_STOPPED = "websocket_gateway_stopped"
     # A fault of the gateway itself after the attempt was recorded (a bug): the outcome is
     # still written, so that one open attempt never holds the trail's sealing back.
     GATEWAY_ERROR = "gateway_error"

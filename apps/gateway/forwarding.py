@@ -12,6 +12,8 @@ Which headers cross is decided in ``apps.gateway.headers``; the answer is relaye
 
 from __future__ import annotations
 
+import http.client
+import logging
 import time
 from typing import IO
 
@@ -22,6 +24,8 @@ from apps.gateway import ssrf
 from apps.gateway.choices import UpstreamError
 from apps.gateway.models import Upstream
 from apps.gateway.upstream_client import InvalidUpstreamResponse, pool_for
+
+logger = logging.getLogger(__name__)
 
 
 class ClientGone(Exception):
@@ -104,15 +108,34 @@ def open_upstream(
     timeout = urllib3.Timeout(
         connect=upstream.connect_timeout, read=upstream.read_timeout, total=max(deadline.remaining(), 0.001)
     )
-    try:
-        return pool_for(upstream.internal).request(
-            method, url, headers=headers, body=body, preload_content=False, decode_content=False,  # type: ignore[arg-type]  # a file-like reader
-            redirect=False, retries=False, timeout=timeout,
-        )  # fmt: skip
-    except urllib3.exceptions.TimeoutError as exc:
-        if deadline.passed():
-            raise TotalTimeout() from exc
-        raise
+    # RFC 9112 9.3.1: a request without a body whose method is idempotent may be sent again
+    # when its connection closed before any answer.  A kept-alive upstream connection can be
+    # closed by the upstream just as it is reused; nginx and HAProxy retry these too.  Only once,
+    # on another connection, and never a body (it was consumed) or a timeout.
+    tries = 2 if body is None and method in _IDEMPOTENT else 1
+    for attempt in range(1, tries + 1):
+        try:
+            return pool_for(upstream.internal).request(
+                method, url, headers=headers, body=body, preload_content=False, decode_content=False,  # type: ignore[arg-type]  # a file-like reader
+                redirect=False, retries=False, timeout=timeout,
+            )  # fmt: skip
+        except urllib3.exceptions.TimeoutError as exc:
+            if deadline.passed():
+                raise TotalTimeout() from exc
+            raise
+        except urllib3.exceptions.ProtocolError as exc:
+            if attempt == tries or not _closed_before_answer(exc) or deadline.passed():
+                raise
+            logger.info("Upstream %s closed a connection before answering: sending %s again", upstream.name, method)
+    raise AssertionError("unreachable")  # the last try returns or raises
+
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _closed_before_answer(exc: urllib3.exceptions.ProtocolError) -> bool:
+    return any(isinstance(arg, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+               for arg in exc.args)  # fmt: skip
 
 
 class ResponseTooLarge(Exception):

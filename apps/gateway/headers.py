@@ -55,6 +55,10 @@ SET_BY_GATEWAY = frozenset(
         "via",
         "x-request-id",
         "x-auditgate-identity",
+        # W3C Trace Context: the gate takes part in the trace and signs its own entry
+        # (apps.gateway.tracing); other vendors' tracestate entries pass on.
+        "traceparent",
+        "tracestate",
     }
 )
 # Headers that make common upstream servers and frameworks rewrite the request after the
@@ -137,9 +141,11 @@ def forwardable(meta: dict[str, Any], dropped: set[str]) -> HTTPHeaderDict:
 
 
 def for_upstream(
-    request: HttpRequest, upstream: Upstream, call: Call, caller: Caller, content_length: int
-) -> HTTPHeaderDict:
-    """The request headers sent to ``upstream``: the caller's, filtered, then the gateway's own."""
+    request: HttpRequest, upstream: Upstream, call: Call, caller: Caller, content_length: int, *,
+    trace: tuple[str, str],
+) -> HTTPHeaderDict:  # fmt: skip
+    """The request headers sent to ``upstream``: the caller's, filtered, then the gateway's own.
+    ``trace``: the ``traceparent`` and ``tracestate`` values (``TraceContext.for_upstream``)."""
     meta = request.META
     headers = forwardable(meta, dropped_from_caller(meta, upstream.credential_header, upstream.forward_rewrite_headers))
     if upstream.forward_cookies and meta.get("HTTP_COOKIE"):
@@ -153,6 +159,7 @@ def for_upstream(
     headers["X-Real-IP"] = call.source_ip or ""
     headers["Forwarded"] = forwarded(call.source_ip or "", proto, host)
     headers["X-Request-ID"] = call.request_id
+    headers["traceparent"], headers["tracestate"] = trace
     earlier_via = meta.get("HTTP_VIA")
     ours = f"1.1 {settings.GATEWAY_ID}"
     headers["Via"] = f"{earlier_via}, {ours}" if earlier_via else ours

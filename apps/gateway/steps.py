@@ -18,7 +18,7 @@ from django.utils import timezone
 from rest_framework import exceptions
 
 from apps.core import refusals
-from apps.gateway import headers, paths
+from apps.gateway import headers, paths, tracing
 from apps.gateway.addresses import client_ip
 from apps.gateway.authentication import APITokenAuthentication
 from apps.gateway.cache import TTLCache
@@ -113,6 +113,26 @@ class Framing:
     chunked: bool = False
 
 
+def trace(request: HttpRequest) -> tracing.TraceContext:
+    """The request's place in a chain of calls through the gate (apps.gateway.tracing).
+    Checked first, before the database is asked anything: a forged level is refused fast."""
+    try:
+        context = tracing.received(request.META)
+    except tracing.InvalidTraceContext as exc:
+        raise Refused(Reason.INVALID_TRACE_CONTEXT, str(exc)) from None
+    group = tracing.daemon_group_level(request.META)
+    if group is not None and context.level <= settings.GATEWAY_MAX_HOPS and group != context.level:
+        # Apache routes on the entry's text; this catches any spelling it read otherwise,
+        # so a nested call never runs in a pool that its parents may hold.
+        raise Refused(Reason.INVALID_TRACE_CONTEXT, "This request arrived in the daemon group of another hop level.")
+    return context
+
+
+def within_hops(context: tracing.TraceContext) -> None:
+    if context.level > settings.GATEWAY_MAX_HOPS:
+        raise Refused(Reason.TOO_MANY_HOPS)
+
+
 def authenticate(request: HttpRequest) -> Caller:
     try:
         result = APITokenAuthentication().authenticate(request)
@@ -142,12 +162,13 @@ def _groups_of(user: Any) -> tuple[frozenset[int], tuple[str, ...]]:
     return _groups.get_or_load(user.pk, load)
 
 
-def check(request: HttpRequest, call: Call) -> Framing:
-    """What needs no database: method, path, framing, loops."""
+def check(request: HttpRequest, call: Call, *, websocket: bool = False) -> Framing:
+    """What needs no database: method, path, framing, loops.  ``websocket``: the request
+    came through the WebSocket relay, which admits ``Upgrade: websocket`` (and only that)."""
     meta = request.META
     if call.method not in HTTP_METHODS:
         raise Refused(Reason.METHOD_NOT_ALLOWED, f"{call.method} is never proxied.", status=405)
-    if "HTTP_UPGRADE" in meta:
+    if "HTTP_UPGRADE" in meta and not (websocket and meta["HTTP_UPGRADE"].strip().lower() == "websocket"):
         raise Refused(Reason.UPGRADE_NOT_SUPPORTED)
     if headers.hops_through_us(meta) > settings.GATEWAY_MAX_HOPS:
         raise Refused(Reason.LOOP_DETECTED)

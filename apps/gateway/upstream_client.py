@@ -144,8 +144,19 @@ class GuardedHTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = GuardedHTTPSConnection
 
 
+def _threads_per_process() -> int:
+    """Threads of this mod_wsgi daemon process (32 outside one): each may hold a connection."""
+    try:
+        import mod_wsgi  # type: ignore[import-untyped]  # its threads_per_process: only in a daemon
+    except ImportError:
+        return 32
+    return max(int(getattr(mod_wsgi, "threads_per_process", 32) or 32), 1)
+
+
 def _pool_manager(guarded: bool) -> urllib3.PoolManager:
-    manager = urllib3.PoolManager(num_pools=100, maxsize=32, block=False, retries=False)
+    # One idle connection kept per thread and upstream host: a smaller pool discards
+    # connections under load and every request pays a new connect.
+    manager = urllib3.PoolManager(num_pools=100, maxsize=_threads_per_process(), block=False, retries=False)
     if guarded:
         manager.pool_classes_by_scheme = {"http": GuardedHTTPConnectionPool, "https": GuardedHTTPSConnectionPool}
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -22,7 +23,7 @@ from apps.audit.choices import Decision
 from apps.audit.recording import Attempt, BodyCount, GatewayAttempt, Outcome
 from apps.core import refusals
 from apps.core.errors import error_body
-from apps.gateway import forwarding, headers, steps
+from apps.gateway import forwarding, headers, steps, tracing
 from apps.gateway.choices import Reason, UpstreamError
 from apps.gateway.models import Upstream
 from apps.gateway.policy import Verdict
@@ -38,7 +39,8 @@ _GATEWAY_COOKIES = frozenset({settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE
 
 def audit_attempt(
     call: Call, *, caller: Caller | None = None, framing: Framing | None = None, upstream: Upstream | None = None,
-    verdict: Verdict | None = None, refusal: Refused | None = None,
+    verdict: Verdict | None = None, refusal: Refused | None = None, trace: tracing.TraceContext | None = None,
+    websocket: bool = False,
 ) -> GatewayAttempt:  # fmt: skip
     """The audit event of this attempt, from what the steps found (the one place it is built)."""
     allowed = refusal is None
@@ -55,6 +57,8 @@ def audit_attempt(
         reason=Reason.ALLOWED if allowed else refusal.reason, rule_id=rule_id,  # type: ignore[union-attr]
         # Which header was injected, never its value.
         injected_credential=upstream.credential_header if allowed and upstream and upstream.credential_value else "",
+        trace_id=trace.trace_id if trace else "", parent_event_id=trace.parent_event_id if trace else None,
+        websocket=websocket,
     )  # fmt: skip
     return GatewayAttempt(record, started=call.started)
 
@@ -96,18 +100,53 @@ def gateway(request: HttpRequest, upstream: str | None = None, path: str | None 
         return JsonResponse(body, status=503)
 
 
-def _handle(request: HttpRequest, call: Call) -> HttpResponseBase:
-    caller = framing = target = verdict = None
+@dataclass(frozen=True)
+class Decided:
+    """An allowed attempt: what the steps found, and its audit event (not begun yet)."""
+
+    attempt: GatewayAttempt
+    caller: Caller
+    framing: Framing
+    target: Upstream
+    url: str
+    trace: tracing.TraceContext
+
+
+class Denied(Exception):
+    """A refusal, with its audit event (not written yet: ``_refuse`` writes it)."""
+
+    def __init__(self, refusal: Refused, attempt: GatewayAttempt):
+        super().__init__(refusal.reason)
+        self.refusal, self.attempt = refusal, attempt
+
+
+def decide(request: HttpRequest, call: Call, *, websocket: bool = False) -> Decided:
+    """The steps of the decision, in order; raises ``Denied``.  Shared by this view and the
+    WebSocket relay (``apps.gateway.websocket``): ``websocket`` admits an ``Upgrade: websocket``."""
+    caller = framing = target = verdict = trace = None
     try:
+        trace = steps.trace(request)
+        steps.within_hops(trace)
         caller = steps.authenticate(request)
-        framing = steps.check(request, call)
+        framing = steps.check(request, call, websocket=websocket)
         target = steps.resolve(call.upstream_name)
         verdict = steps.allow(call, caller, target, framing)
         url = steps.target_url(target, framing, call)
     except Refused as refusal:
-        attempt = audit_attempt(call, caller=caller, framing=framing, upstream=target, verdict=verdict, refusal=refusal)
-        return _refuse(request, attempt, refusal)
-    attempt = audit_attempt(call, caller=caller, framing=framing, upstream=target, verdict=verdict)
+        attempt = audit_attempt(
+            call, caller=caller, framing=framing, upstream=target, verdict=verdict, refusal=refusal, trace=trace,
+            websocket=websocket,
+        )  # fmt: skip
+        raise Denied(refusal, attempt) from None
+    attempt = audit_attempt(
+        call, caller=caller, framing=framing, upstream=target, verdict=verdict, trace=trace, websocket=websocket
+    )
+    return Decided(attempt, caller, framing, target, url, trace)
+
+
+def begin(request: HttpRequest, call: Call, attempt: GatewayAttempt, target: Upstream) -> JsonResponse | None:
+    """Commit the attempt before anything is sent: a 503 to answer when it cannot be
+    recorded (fail-closed), None to go on (also for a ``fail_open`` upstream)."""
     try:
         attempt.begin()
     except DatabaseError:
@@ -117,8 +156,22 @@ def _handle(request: HttpRequest, call: Call) -> HttpResponseBase:
                                 status=503)  # fmt: skip
         logger.error("AUDIT TRAIL UNAVAILABLE: forwarding %s to fail-open upstream %s UNRECORDED so far",
                      call.request_id, target.name)  # fmt: skip
+    return None
+
+
+def _handle(request: HttpRequest, call: Call) -> HttpResponseBase:
     try:
-        return _forward(request, attempt, call, caller, target, framing, url)
+        decided = decide(request, call)
+    except Denied as denied:
+        return _refuse(request, denied.attempt, denied.refusal)
+    attempt, caller, framing, target, url, trace = (
+        decided.attempt, decided.caller, decided.framing, decided.target, decided.url, decided.trace
+    )  # fmt: skip
+    unrecorded = begin(request, call, attempt, target)
+    if unrecorded is not None:
+        return unrecorded
+    try:
+        return _forward(request, attempt, call, caller, target, framing, url, trace)
     except BaseException:
         # A bug, or the process being told to stop: the attempt still gets its outcome, so
         # the trail is complete and the sealer never waits on it (Relay.close() records
@@ -140,11 +193,14 @@ def _request_body(request: HttpRequest, framing: Framing, target: Upstream) -> f
 
 def _forward(
     request: HttpRequest, attempt: GatewayAttempt, call: Call, caller: Caller, target: Upstream, framing: Framing,
-    url: str,
+    url: str, trace: tracing.TraceContext,
 ) -> HttpResponseBase:  # fmt: skip
     body = _request_body(request, framing, target)
     sent = body.count if body else None
-    headers_in = headers.for_upstream(request, target, call, caller, framing.length)
+    # The upstream's own calls through the gate name this attempt as their parent and run
+    # one hop level up (apps.gateway.tracing).
+    trace_out = trace.for_upstream(attempt.event_id, tracing.expiry(target.total_timeout))
+    headers_in = headers.for_upstream(request, target, call, caller, framing.length, trace=trace_out)
     started = time.monotonic()
     deadline = forwarding.Deadline(target.total_timeout)
     try:

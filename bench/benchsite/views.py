@@ -12,6 +12,8 @@ from django.views.decorators.csrf import csrf_exempt
 from revproxy.views import ProxyView
 
 UPSTREAM = os.environ.get("AUDITGATE_BENCH_UPSTREAM", "http://127.0.0.1:18090")
+CHAIN_UPSTREAM = os.environ.get("AUDITGATE_BENCH_CHAIN_UPSTREAM", "http://127.0.0.1:18095")  # A of the chain
+SLOW_UPSTREAM = os.environ.get("AUDITGATE_BENCH_SLOW_UPSTREAM", "http://127.0.0.1:18096")
 _local = threading.local()
 
 
@@ -44,3 +46,15 @@ class TunedProxyView(ProxyView):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.http = self.pool  # ProxyView.__init__ sets its module-wide default manager
+
+
+class ChainProxyView(TunedProxyView):
+    """The same, to upstream A of the chain scenario (which calls back through TunedProxyView)."""
+
+    upstream = CHAIN_UPSTREAM
+
+
+class SlowProxyView(TunedProxyView):
+    """The same, to the slow upstream."""
+
+    upstream = SLOW_UPSTREAM

@@ -221,6 +221,10 @@ AUDIT_SEAL_GRACE_SECONDS = env.int("AUDITGATE_AUDIT_SEAL_GRACE_SECONDS", 60)
 # slow client, socket-timeout 45 s): an attempt open longer is stuck, and audit_reconcile
 # closes it as interrupted, so that it holds the trail's sealing back for 5 minutes at most.
 AUDIT_OPEN_ATTEMPT_BOUND_SECONDS = 300
+# A WebSocket through /gw/ stays open up to its upstream's websocket_max_duration, 4 hours
+# at most (apps.gateway.models.upstreams.MAX_WEBSOCKET_DURATION): its attempt is closed as
+# interrupted only past that cap plus 5 minutes (or at once when its relay process died).
+AUDIT_OPEN_WEBSOCKET_BOUND_SECONDS = 4 * 3600 + 300
 # The HMAC keys that sign checkpoints, by id: "1:<secret>,2:<secret>". Each checkpoint keeps
 # the id of its key, so a new key can be added and made current while the older checkpoints
 # still verify. Only the sealer and `audit_verify` need them: the deploy keeps them in a
@@ -234,10 +238,22 @@ AUDIT_CHECKPOINT_FILE = env.str("AUDITGATE_AUDIT_CHECKPOINT_FILE", "")
 GATEWAY_STREAM_CHUNK_BYTES = 64 * 1024
 # Names this gateway in the Via header it adds; loop detection counts it on the way in.
 GATEWAY_ID = env.str("AUDITGATE_GATEWAY_ID", "auditgate")
-# A request that already passed this gateway more often than this gets 508 Loop Detected.
+# A request that already passed this gateway more often than this gets 508 Loop Detected, and
+# a service chain deeper than this many nested calls 508 too_many_hops.  apache/vhost.conf has a
+# daemon group for hop levels 0, 1 and 2 only (apps.gateway.tracing): at most 2.
 GATEWAY_MAX_HOPS = env.int("AUDITGATE_GATEWAY_MAX_HOPS", 2)
+if not 0 <= GATEWAY_MAX_HOPS <= 2:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("AUDITGATE_GATEWAY_MAX_HOPS must be 0, 1 or 2: one daemon group per hop level.")
 # How long an X-Auditgate-Identity assertion stays active for POST /api/introspect (seconds).
 GATEWAY_IDENTITY_MAX_AGE = 60
+# The WebSocket relay (apps.gateway.wsrelay) listens on this unix socket; Apache proxies
+# "Upgrade: websocket" requests under /gw/ to it (apache/vhost.conf, "WebSockets").
+WEBSOCKET_RELAY_SOCKET = env.str("AUDITGATE_WEBSOCKET_RELAY_SOCKET", "/srv/auditgate/run/wsrelay.sock")
+# Largest WebSocket message relayed either way (bytes); a larger one closes the connection
+# with 1009 (message too big).
+WEBSOCKET_MAX_MESSAGE_BYTES = env.int("AUDITGATE_WEBSOCKET_MAX_MESSAGE_BYTES", 1024 * 1024)
 # Peers whose X-Forwarded-For is believed (CIDRs, e.g. a load balancer in front of Apache).
 TRUSTED_PROXIES = env.list("AUDITGATE_TRUSTED_PROXIES", [])
 
@@ -247,5 +263,10 @@ LOGGING = {
     # mod_wsgi sends a daemon's stderr to the vhost's error log.
     "handlers": {"stderr": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["stderr"], "level": env.str("AUDITGATE_LOG_LEVEL", "INFO")},
-    "loggers": {"django": {"level": "WARNING", "propagate": True}},
+    "loggers": {
+        "django": {"level": "WARNING", "propagate": True},
+        # The WebSocket library logs every connection's open and close at INFO: the audit
+        # trail has each connection already (apps.gateway.wsrelay).
+        "websockets": {"level": "WARNING", "propagate": True},
+    },
 }

@@ -19,6 +19,7 @@ from apps.audit.models import AuditSeal
 from tests.audit.seals import BOTH_KEYS, KEY, KEY_ID, KEYS, LONG_AGO, NEW_KEY, NEW_KEY_ID, rotate
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("seal_settings")]
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 @dataclass
@@ -39,11 +40,14 @@ def purged(make_event, tmp_path) -> Purged:
     """Six old events in two segments of three (the second with an id that never committed,
     a gap), purged to an archive; a recent event and its checkpoint stay.  Values of every form
     the check rebuilds: times with and without a fraction, booleans, JSON (one beyond what
-    orjson reads exactly, see ``archives.parse_line``)."""
+    orjson reads exactly, see ``archives.parse_line``).  The first two are of schema version 1,
+    the others of version 2, the fifth (line 5) a call made while serving the fourth."""
     old = (timezone.now() - timedelta(days=400)).replace(microsecond=123456)
     made = []
     for i in range(6):
-        fields = {"id": made[-1].id + 2} if i == 4 else {}
+        fields: dict[str, object] = {"schema_version": 1} if i < 2 else {"trace_id": TRACE}
+        if i == 4:
+            fields.update(id=made[-1].id + 2, parent_event_id=made[-1].id, close_code=1000)
         changes = {"name": ["é", "ü"], "limit": 2**70, "ratio": 0.1} if i == 5 else {"name": ["é"]}
         made.append(
             make_event(request_id=f"old{i}", occurred_at=old + timedelta(microseconds=i), recorded_at=LONG_AGO,
@@ -58,6 +62,7 @@ def purged(make_event, tmp_path) -> Purged:
     purge = retention.purge(timezone.now() - timedelta(days=365), tmp_path / "purged")
     seals = list(AuditSeal.objects.filter(last_seq__lte=purge.through_seq).order_by("first_seq"))
     assert [s.gaps for s in seals] == [[], [made[3].id + 1]]
+    assert json.loads(Path(purge.export_file).read_bytes().splitlines()[4])["parent_event_id"] == made[3].id
     return Purged(Path(purge.export_file), [e.id for e in made], seals)
 
 
@@ -111,6 +116,10 @@ def _one_microsecond_later(value: str) -> str:
         ("client_aborted", lambda value: not value),
         ("changes", lambda value: {"name": ["e", "ü"]}),  # a JSON column
         ("actor_groups", lambda value: ["auditor"]),
+        ("parent_event_id", lambda value: value - 1),  # the causal chain (schema version 2) is sealed too
+        ("parent_event_id", lambda value: None),
+        ("trace_id", lambda value: "0" * 32),
+        ("close_code", lambda value: 1011),
     ],
 )
 def test_a_changed_value_fails_its_segment(purged, name, change):
@@ -127,6 +136,35 @@ def test_a_changed_value_fails_its_segment(purged, name, change):
     assert problems(report) == [("altered", second.first_seq, 4)]  # line 4 starts the second segment
     assert f"ids {second.first_seq}..{second.last_seq}" in report.problems[0].detail
     assert report.events_checked == 6  # every line re-chained, the first segment intact
+
+
+def test_a_version_1_line_exported_before_version_2_had_its_columns_verifies(purged):
+    lines = purged.lines()
+    for i in (0, 1):
+        event = json.loads(lines[i])
+        assert event["schema_version"] == 1
+        for name in ("trace_id", "parent_event_id", "close_code"):
+            del event[name]
+        lines[i] = json.dumps(event).encode() + b"\n"
+    purged.rewrite(lines)
+    report = check(purged)
+    assert report.ok, report.problems
+
+
+def test_a_version_2_line_without_its_columns_is_not_an_event(purged):
+    lines = purged.lines()
+    event = json.loads(lines[4])
+    del event["parent_event_id"]
+    lines[4] = json.dumps(event).encode() + b"\n"
+    purged.rewrite(lines)
+    assert problems(check(purged))[0] == ("invalid_line", purged.ids[4], 5)
+
+
+def test_a_causal_link_written_into_a_version_1_line_fails_its_segment(purged):
+    lines = purged.lines()
+    lines[1] = json.dumps({**json.loads(lines[1]), "parent_event_id": purged.ids[0]}).encode() + b"\n"
+    purged.rewrite(lines)
+    assert problems(check(purged)) == [("altered", purged.seals[0].first_seq, 1)]
 
 
 def test_a_deleted_line_is_named(purged):

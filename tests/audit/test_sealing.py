@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -273,6 +274,71 @@ def test_an_unsigned_checkpoint_is_a_bad_signature_once_there_are_keys(make_even
     assert sealing.verify().ok
     report = sealing.verify(keys=BOTH_KEYS)
     assert [(p.kind, p.seq) for p in report.problems] == [("bad_signature", unsigned.first_seq)]
+
+
+# --- schema version 2: the causal chain ------------------------------------------------
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+# The columns of migration 0001 (schema version 1), in table order, but ``actor_id``: what a
+# version 1 event was sealed as, before version 2 added trace_id, parent_event_id and close_code.
+V1_COLUMNS = (
+    "id", "schema_version", "event_type", "occurred_at", "recorded_at", "duration_ms", "request_id",
+    "actor_username", "actor_groups", "auth_method", "token_key_id", "source_ip", "peer_ip", "forwarded_chain",
+    "host", "user_agent", "upstream_id", "upstream_name", "method", "path", "query", "decision", "reason", "rule_id",
+    "status", "upstream_status", "error", "request_bytes", "request_sha256", "response_bytes", "response_sha256",
+    "ttfb_ms", "overhead_ms", "client_aborted", "completed_at", "worker", "injected_credential", "object_type",
+    "object_id", "object_repr", "changes",
+)  # fmt: skip
+
+
+@pytest.fixture
+def calls(make_event) -> dict[str, AuditEvent]:
+    """A user's request and a call made while serving it (schema version 2), sealed."""
+    user = make_event(request_id="user", trace_id=TRACE, recorded_at=LONG_AGO)
+    made = {
+        "user": user,
+        "call": make_event(request_id="call", trace_id=TRACE, parent_event_id=user.pk, close_code=1000,
+                           recorded_at=LONG_AGO),
+        "after": make_event(request_id="after", recorded_at=LONG_AGO),
+    }  # fmt: skip
+    assert AuditEvent.objects.get(pk=made["call"].pk).schema_version == 2
+    assert sealing.seal().count == 3
+    return made
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("parent_event_id", 0), ("parent_event_id", None), ("trace_id", "0" * 32), ("close_code", 1011)],
+)
+def test_a_changed_causal_link_of_a_sealed_event_fails_verification_at_its_seq(calls, column, value):
+    from django.core.management import CommandError, call_command
+
+    call_command("audit_verify", "--no-progress")
+    sql(f"UPDATE audit_auditevent SET {column} = %s WHERE id = %s", value, calls["call"].pk)
+    with pytest.raises(CommandError, match=f"first bad seq: {calls['call'].pk}"):
+        call_command("audit_verify", "--no-progress")
+
+
+def test_a_version_1_event_is_sealed_exactly_as_before_version_2(make_event):
+    """Rows written before the new columns existed hold their empty values now: their hash,
+    computed here from version 1's own column list, must not change."""
+    old = make_event(schema_version=1, recorded_at=LONG_AGO, actor_groups=["ops"], changes={"name": ["a", "é"]},
+                     source_ip="10.0.0.1", duration_ms=12.5)  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(V1_COLUMNS)} FROM audit_auditevent WHERE id = %s", [old.pk])
+        (row,) = cursor.fetchall()
+    v1_bytes = json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=lambda v: v.isoformat()).encode()
+    sealing.seal()
+    assert AuditEventHash.objects.get(seq=old.pk).hash == hashlib.sha256(bytes(32) + v1_bytes).hexdigest()
+    assert verify().ok
+
+
+def test_a_causal_link_written_into_a_sealed_version_1_event_is_found(make_event):
+    old = make_event(schema_version=1, recorded_at=LONG_AGO)
+    sealing.seal()
+    sql("UPDATE audit_auditevent SET parent_event_id = %s WHERE id = %s", old.pk - 1, old.pk)
+    report = verify()
+    assert (report.ok, report.first_bad_seq, report.problems[0].kind) == (False, old.pk, "altered")
 
 
 def test_the_verify_command_exits_non_zero_and_names_the_first_bad_seq(events, capsys):

@@ -38,7 +38,8 @@ def daemon_option(group: str, option: str) -> str:
     """An option of ``WSGIDaemonProcess <group>`` in the deployed site file, e.g. queue-timeout."""
     directive = re.search(rf"^\s*WSGIDaemonProcess {re.escape(group)} ((?:.*\\\n)*.*)$", SITE_FILE.read_text(), re.M)
     assert directive, f"no WSGIDaemonProcess {group}"
-    return re.search(rf"(?:^|\s){re.escape(option)}=(\S+)", directive.group(1)).group(1)
+    value = re.search(rf"(?:^|\s){re.escape(option)}=(\S+)", directive.group(1)).group(1)
+    return re.sub(r"\$\{(\w+)\}", lambda define: apache_defines()[define.group(1)], value)
 
 
 def manage(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

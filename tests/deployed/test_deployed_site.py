@@ -55,7 +55,10 @@ def test_the_login_page_for_the_browsable_api_is_served(http):
     assert "secure" in response.headers["Set-Cookie"].lower()
 
 
-@pytest.mark.parametrize(("group", "name"), [("auditgate-gw", "GW"), ("auditgate-api", "API")])
+@pytest.mark.parametrize(
+    ("group", "name"),
+    [("auditgate-gw", "GW"), ("auditgate-gw1", "GW"), ("auditgate-gw2", "GW"), ("auditgate-api", "API")],
+)
 def test_the_daemon_groups_run_the_configured_processes_and_threads(group, name):
     defines = apache_defines()
     processes, threads = int(defines[f"AUDITGATE_{name}_PROCESSES"]), int(defines[f"AUDITGATE_{name}_THREADS"])
@@ -143,7 +146,8 @@ def test_apache_has_a_worker_for_every_request_the_daemon_groups_can_hold_plus_t
         threads = int(defines[f"AUDITGATE_{name}_PROCESSES"]) * int(defines[f"AUDITGATE_{name}_THREADS"])
         held += threads + int(daemon_option(group, "listen-backlog"))
         if name == "GW":
-            held += threads  # each gateway thread's nested call back into this server
+            # The nested levels 1 and 2: one call in flight per thread of the level below.
+            held += 2 * threads
     assert workers >= held
     # Every child is started at once (none reaped or spawned under load).
     assert int(re.search(r"^\s*StartServers\s+(\d+)", mpm, re.MULTILINE).group(1)) * per_child >= workers

@@ -5,6 +5,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from apps.audit import chains
 from apps.audit.choices import Decision
 from apps.audit.models import AuditEvent
 
@@ -17,19 +18,22 @@ _AS_IS: dict[Callable[..., Any], Callable[[Any], Any]] = {
 
 class AuditEventSerializer(serializers.HyperlinkedModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="audit-api:auditevent-detail")
+    # The tree of requests this one belongs to (``GET .../chain/``).
+    chain_url = serializers.HyperlinkedIdentityField(view_name="audit-api:auditevent-chain")
     actor = serializers.IntegerField(source="actor_id", read_only=True, allow_null=True)
     # Empty for events that are not decisions (changes, reads of the trail).
     decision = serializers.ChoiceField(choices=Decision.choices, allow_blank=True, read_only=True)
 
     class Meta:
         model = AuditEvent
-        fields = (
-            "url", "id", "event_type", "occurred_at", "duration_ms", "request_id", "actor", "actor_username",
-            "token_key_id", "source_ip", "user_agent", "upstream_id", "upstream_name", "method", "path", "query",
-            "decision", "reason", "rule_id", "status", "upstream_status", "error", "injected_credential",
-            "request_bytes", "response_bytes", "object_type", "object_id", "object_repr", "changes",
+        fields: tuple[str, ...] = (
+            "url", "chain_url", "id", "event_type", "occurred_at", "duration_ms", "request_id", "trace_id",
+            "parent_event_id", "actor", "actor_username", "token_key_id", "source_ip", "user_agent", "upstream_id",
+            "upstream_name", "method", "path", "query", "decision", "reason", "rule_id", "status", "upstream_status",
+            "error", "close_code", "injected_credential", "request_bytes", "response_bytes", "object_type",
+            "object_id", "object_repr", "changes",
         )  # fmt: skip
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
     def to_representation(self, instance: AuditEvent) -> dict[str, Any]:
         """What DRF's own ``to_representation`` returns (tests hold the two equal), without its
@@ -64,6 +68,55 @@ class AuditEventSerializer(serializers.HyperlinkedModelSerializer):
         template = field.reverse(field.view_name, kwargs={"pk": marker}, request=request, format=url_format)
         before, after = template.split(marker)
         return lambda event: f"{before}{event.pk}{after}"
+
+
+class AuditEventSummarySerializer(AuditEventSerializer):
+    """An event as a node of its chain shows it: who called what, and how it ended."""
+
+    class Meta(AuditEventSerializer.Meta):
+        fields = ("url", *chains.SUMMARY_FIELDS)
+        read_only_fields = fields
+
+
+class ChainNodeSerializer(serializers.Serializer):
+    event = AuditEventSummarySerializer()
+    # "children" is this serializer itself: declared below, once the class exists.
+
+
+ChainNodeSerializer._declared_fields["children"] = ChainNodeSerializer(
+    many=True, help_text="The requests made while serving this one, oldest first."
+)
+
+
+class AuditChainSerializer(serializers.Serializer):
+    """The tree of a ``chains.Chain``, root first."""
+
+    requested = serializers.IntegerField(help_text="The id asked for.")
+    root = serializers.IntegerField(  # type: ignore[assignment]  # a field named like Field.root
+        help_text="The id of the tree's root: the user's request, unless its parent_event_id is set (a parent "
+        "purged, not yours to see, or beyond the depth limit)."
+    )
+    truncated = serializers.BooleanField(
+        help_text=f"Events were left out: more than {chains.MAX_DEPTH} links up or down, or more than "
+        f"{chains.MAX_NODES} events. The requested event and the path to it are always in the tree."
+    )
+    looped = serializers.BooleanField(
+        help_text="A parent link led back into the tree (a forged or corrupted row: run audit_verify); "
+        "it was not followed."
+    )
+    count = serializers.IntegerField(help_text="Events in the tree.")
+    tree = ChainNodeSerializer()
+
+    def to_representation(self, instance: chains.Chain) -> dict[str, Any]:
+        summary = AuditEventSummarySerializer(context=self.context)
+
+        def node(at: chains.Node) -> dict[str, Any]:
+            return {"event": summary.to_representation(at.event), "children": [node(c) for c in at.children]}
+
+        return {
+            "requested": instance.requested, "root": instance.root.event.pk, "truncated": instance.truncated,
+            "looped": instance.looped, "count": instance.count, "tree": node(instance.root),
+        }  # fmt: skip
 
 
 # Response shapes of the non-model endpoints, for the OpenAPI schema.

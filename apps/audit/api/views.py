@@ -19,11 +19,16 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.audit import events, exporting, sealing, stats
+from apps.audit import chains, events, exporting, sealing, stats
 from apps.audit.acting import Acting
 from apps.audit.api.filtersets import AuditEventFilterSet
-from apps.audit.api.schema import EVENT_EXAMPLE, STATS_EXAMPLE, VERIFY_EXAMPLE
-from apps.audit.api.serializers import AuditEventSerializer, AuditStatsSerializer, AuditVerifySerializer
+from apps.audit.api.schema import CHAIN_EXAMPLE, EVENT_EXAMPLE, STATS_EXAMPLE, VERIFY_EXAMPLE
+from apps.audit.api.serializers import (
+    AuditChainSerializer,
+    AuditEventSerializer,
+    AuditStatsSerializer,
+    AuditVerifySerializer,
+)
 from apps.audit.choices import AUDIT_READ
 from apps.audit.models import AuditEvent
 from apps.audit.permissions import IsAuditor, is_auditor
@@ -78,6 +83,15 @@ class NDJSONRenderer(BaseRenderer):
             (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="One JSON object a line."),
         },
     ),
+    chain=extend_schema(
+        summary="The tree of requests an event belongs to",
+        description="From this event up its `parent_event_id` links to the user's request (the root), then the "
+        "whole tree down from it: each request a service made through the gate while serving another is a child "
+        f"of it. At most {chains.MAX_DEPTH} links up and down and {chains.MAX_NODES} events (`truncated` says when "
+        "some were left out); only the events you may see.",
+        responses=AuditChainSerializer,
+        examples=[OpenApiExample("Calls made while serving a request", value=CHAIN_EXAMPLE, response_only=True)],
+    ),
 )
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     """The audit trail, newest first. Read-only; reading it is itself audited."""
@@ -130,6 +144,14 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
                                          else NDJSONRenderer.media_type)  # fmt: skip
         response["Content-Disposition"] = f'attachment; filename="audit-events.{kind}"'
         return response
+
+    @action(detail=True)
+    def chain(self, request: Any, pk: str) -> Response:
+        """The tree of requests this event belongs to, from the user's request down."""
+        found = chains.tree(self.get_queryset(), self.get_object())
+        events.record(events.AUDIT_VIEWED, acting=Acting.from_request(request), object_type="audit.auditevent",
+                      object_id=str(pk))  # fmt: skip
+        return Response(AuditChainSerializer(found, context=self.get_serializer_context()).data)
 
     pagination_class = AuditEventPagination
     filterset_class = AuditEventFilterSet

@@ -16,6 +16,12 @@ MIB = 1024 * 1024
 # request-timeout bound for the gateway group (60 s x (1 + ln 8 threads) = 185 s), and
 # it bounds how long an attempt can legitimately stay open (AUDIT_OPEN_ATTEMPT_BOUND_SECONDS).
 MAX_TOTAL_TIMEOUT = 170.0
+# A WebSocket through /gw/ (apps.gateway.wsrelay) is closed after this long without a message
+# either way, and after its maximum duration whatever it does.  The caps bound how long a
+# WebSocket's audit event can stay open (AUDIT_OPEN_WEBSOCKET_BOUND_SECONDS: the trail's
+# sealing waits for an open WebSocket up to that long) and sit below Apache's tunnel timeout.
+MAX_WEBSOCKET_IDLE_TIMEOUT = 3600
+MAX_WEBSOCKET_DURATION = 4 * 3600
 
 
 def all_methods() -> list[str]:
@@ -58,6 +64,16 @@ class Upstream(models.Model):
     )
     max_response_bytes = models.PositiveBigIntegerField(
         default=1024 * MIB, validators=[MaxValueValidator(16 * 1024 * MIB)], help_text="Larger answers get 502."
+    )
+    websocket_idle_timeout = models.PositiveIntegerField(
+        default=300,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_WEBSOCKET_IDLE_TIMEOUT)],
+        help_text="Seconds without a WebSocket message either way before the gateway closes it (1001).",
+    )
+    websocket_max_duration = models.PositiveIntegerField(
+        default=3600,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_WEBSOCKET_DURATION)],
+        help_text="Seconds a WebSocket may stay open at most; then the gateway closes it (1008).",
     )
     allowed_methods = models.JSONField(default=all_methods, validators=[validate_methods])
     preserve_host = models.BooleanField(default=False, help_text="Send the client's Host header, not the upstream's.")

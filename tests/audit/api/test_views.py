@@ -214,18 +214,22 @@ def test_stats_are_for_auditors(client_for, make_user):
 
 
 @pytest.mark.parametrize("url_format", [None, "json"])
-def test_the_fast_event_representation_is_exactly_drfs(rf, admin_user, make_event, url_format):
-    """The serializer builds rows directly (apps.audit.api.serializers); DRF's generic path
+@pytest.mark.parametrize("serializer", ["AuditEventSerializer", "AuditEventSummarySerializer"])
+def test_the_fast_event_representation_is_exactly_drfs(rf, admin_user, make_event, url_format, serializer):
+    """The serializers build rows directly (apps.audit.api.serializers); DRF's generic path
     must give the same dict for every kind of value, None included."""
     from rest_framework import serializers
     from rest_framework.request import Request
 
-    from apps.audit.api.serializers import AuditEventSerializer
+    from apps.audit.api import serializers as audit_serializers
+
+    serializer_class = getattr(audit_serializers, serializer)
 
     made = [
         make_event(actor=admin_user, duration_ms=12.345678, upstream_id=7, rule_id=3, status=200, upstream_status=201,
                    source_ip="2001:db8::1", request_bytes=10, response_bytes=2**40, query="a=1&b=%C3%A9",
-                   user_agent="curl/8 ü"),
+                   user_agent="curl/8 ü", trace_id="4bf92f3577b34da6a3ce929d0e0e4736", parent_event_id=41,
+                   close_code=1000),
         make_event(decision="deny", reason="no_matching_rule", status=403, upstream_status=None, source_ip=None,
                    rule_id=None, upstream_id=None, path="/ünïcode"),
         make_event(event_type="upstream.updated", decision="", reason="", status=None, method="",
@@ -235,8 +239,8 @@ def test_the_fast_event_representation_is_exactly_drfs(rf, admin_user, make_even
     request = Request(rf.get("/api/audit/events/"))
     context = {"request": request, "format": url_format}
     for event in AuditEvent.objects.filter(pk__in=[e.pk for e in made]):
-        fast = AuditEventSerializer(context=context).to_representation(event)
-        generic = serializers.HyperlinkedModelSerializer.to_representation(AuditEventSerializer(context=context), event)
+        fast = serializer_class(context=context).to_representation(event)
+        generic = serializers.HyperlinkedModelSerializer.to_representation(serializer_class(context=context), event)
         assert fast == generic
         assert list(fast) == list(generic)  # the same keys in the same order
     assert fast["url"] == f"http://testserver/api/audit/events/{event.pk}" + (".json" if url_format else "/")
@@ -254,3 +258,153 @@ def test_a_filter_no_row_can_match_gives_empty_stats_and_exports_not_a_500(audit
     export = auditor.get("/api/audit/events/export/", {**query, "format": "ndjson"})
     assert export.status_code == 200
     assert b"".join(export.streaming_content) == b""
+
+
+# --- The causal chain (trace_id, parent_event_id) and GET .../chain/ ----------------------------
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+SUMMARY_KEYS = [
+    "url", "id", "occurred_at", "request_id", "actor_username", "token_key_id", "upstream_name", "method", "path",
+    "decision", "reason", "status", "error", "duration_ms", "trace_id", "parent_event_id",
+]  # fmt: skip
+
+
+@pytest.fixture
+def chain_of_calls(make_event):
+    """A user's request to the portal; while serving it the portal called crm twice, and crm called billing."""
+    user = make_event(upstream_name="portal", path="/orders/17", trace_id=TRACE)
+    crm = make_event(upstream_name="crm", actor_username="portal-svc", trace_id=TRACE, parent_event_id=user.pk)
+    again = make_event(upstream_name="crm", actor_username="portal-svc", trace_id=TRACE, parent_event_id=user.pk,
+                       decision="deny", reason="no_matching_rule", status=403)  # fmt: skip
+    billing = make_event(upstream_name="billing", actor_username="crm-svc", trace_id=TRACE, parent_event_id=crm.pk,
+                         status=504, error="upstream_read_timeout", close_code=None)  # fmt: skip
+    return {"user": user, "crm": crm, "again": again, "billing": billing}
+
+
+def test_events_show_their_trace_their_parent_and_a_link_to_their_chain(auditor, chain_of_calls):
+    crm = chain_of_calls["crm"]
+    body = auditor.get(f"/api/audit/events/{crm.pk}/").json()
+    assert (body["trace_id"], body["parent_event_id"], body["close_code"]) == (TRACE, chain_of_calls["user"].pk, None)
+    assert body["chain_url"] == f"http://testserver/api/audit/events/{crm.pk}/chain/"
+
+
+def test_the_chain_is_the_whole_tree_from_the_users_request_down(auditor, chain_of_calls):
+    e = chain_of_calls
+    response = auditor.get(f"/api/audit/events/{e['billing'].pk}/chain/")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert {k: body[k] for k in ("requested", "root", "truncated", "looped", "count")} == {
+        "requested": e["billing"].pk, "root": e["user"].pk, "truncated": False, "looped": False, "count": 4,
+    }  # fmt: skip
+
+    def ids(node):
+        return node["event"]["id"], [ids(child) for child in node["children"]]
+
+    assert ids(body["tree"]) == (e["user"].pk, [(e["crm"].pk, [(e["billing"].pk, [])]), (e["again"].pk, [])])
+    leaf = body["tree"]["children"][0]["children"][0]["event"]
+    assert list(leaf) == SUMMARY_KEYS
+    assert leaf["url"] == f"http://testserver/api/audit/events/{e['billing'].pk}/"
+    assert (leaf["upstream_name"], leaf["actor_username"], leaf["status"], leaf["error"]) == (
+        "billing", "crm-svc", 504, "upstream_read_timeout")  # fmt: skip
+    assert (leaf["trace_id"], leaf["parent_event_id"]) == (TRACE, e["crm"].pk)
+    assert auditor.get(f"/api/audit/events/{e['user'].pk}/chain/").json()["tree"] == body["tree"]
+
+
+def test_reading_a_chain_is_audited(auditor, chain_of_calls):
+    auditor.get(f"/api/audit/events/{chain_of_calls['crm'].pk}/chain/")
+    viewed = AuditEvent.objects.get(event_type="audit.viewed")
+    assert (viewed.object_type, viewed.object_id) == ("audit.auditevent", str(chain_of_calls["crm"].pk))
+    assert viewed.path == f"/api/audit/events/{chain_of_calls['crm'].pk}/chain/"
+
+
+def test_the_chain_of_an_unknown_event_is_a_404(auditor):
+    response = auditor.get("/api/audit/events/999999999/chain/")
+    assert (response.status_code, response.json()["code"]) == (404, "not_found")
+    assert response.json()["request_id"] == response["X-Request-ID"]
+
+
+def test_the_chain_needs_the_audit_read_scope(token_for, admin_user, chain_of_calls):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token_for(admin_user, scopes=['policy:read'])}")
+    response = api.get(f"/api/audit/events/{chain_of_calls['crm'].pk}/chain/")
+    assert (response.status_code, response.json()["code"]) == (403, "token_scope")
+    assert APIClient().get(f"/api/audit/events/{chain_of_calls['crm'].pk}/chain/").status_code == 401
+
+
+def test_users_who_are_not_auditors_see_only_their_own_events_of_a_chain(client_for, make_user, make_event):
+    alice = make_user("alice")
+    mine = make_event(actor=alice, actor_username="alice", request_id="mine")
+    service = make_event(actor_username="portal-svc", parent_event_id=mine.pk, request_id="service")
+    assert client_for(alice).get(f"/api/audit/events/{service.pk}/chain/").status_code == 404
+    body = client_for(alice).get(f"/api/audit/events/{mine.pk}/chain/").json()
+    assert (body["count"], body["tree"]["children"]) == (1, [])
+
+
+def test_a_token_limited_to_some_upstreams_sees_only_their_events_of_a_chain(token_for, admin_user, make_event):
+    from rest_framework.test import APIClient
+
+    from apps.gateway.models import Upstream
+
+    crm = Upstream.objects.create(name="crm", base_url="http://crm.internal", internal=True)
+    hr = Upstream.objects.create(name="hr", base_url="http://hr.internal", internal=True)
+    user = make_event(upstream_id=crm.pk, upstream_name="crm")
+    make_event(upstream_id=hr.pk, upstream_name="hr", parent_event_id=user.pk)
+    seen = make_event(upstream_id=crm.pk, upstream_name="crm", parent_event_id=user.pk)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token_for(admin_user, all_upstreams=False, upstreams=[crm])}")
+    body = api.get(f"/api/audit/events/{user.pk}/chain/").json()
+    assert [child["event"]["id"] for child in body["tree"]["children"]] == [seen.pk]
+
+
+def test_the_browsable_api_links_an_event_to_its_chain_and_shows_it(client, make_user, chain_of_calls):
+    client.force_login(make_user(groups=("auditor",)))
+    crm = chain_of_calls["crm"]
+    detail = client.get(f"/api/audit/events/{crm.pk}/", HTTP_ACCEPT="text/html")
+    assert detail.status_code == 200
+    assert f'href="http://testserver/api/audit/events/{crm.pk}/chain/"' in detail.content.decode()
+    page = client.get(f"/api/audit/events/{crm.pk}/chain/", HTTP_ACCEPT="text/html")
+    assert page.status_code == 200 and page["Content-Type"].startswith("text/html")
+    assert f'href="http://testserver/api/audit/events/{chain_of_calls["billing"].pk}/"' in page.content.decode()
+
+
+def test_events_can_be_filtered_by_parent(auditor, chain_of_calls):
+    results = auditor.get("/api/audit/events/", {"parent_event_id": chain_of_calls["user"].pk}).json()["results"]
+    assert [e["id"] for e in results] == [chain_of_calls["again"].pk, chain_of_calls["crm"].pk]
+
+
+def test_events_can_be_filtered_by_trace_within_an_hour(auditor, chain_of_calls, make_event):
+    make_event(trace_id="0af7651916cd43dd8448eb211c80319c")
+    after = (timezone.now() - timedelta(minutes=59)).isoformat()
+    results = auditor.get("/api/audit/events/", {"trace_id": TRACE.upper(), "occurred_after": after}).json()["results"]
+    assert {e["id"] for e in results} == {e.pk for e in chain_of_calls.values()}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"trace_id": TRACE},  # no window: the column has no index
+        {"trace_id": TRACE, "occurred_after": "2026-01-01T00:00:00Z"},  # up to now: more than an hour
+        {"trace_id": TRACE, "occurred_after": "2026-01-01T00:00:00Z", "occurred_before": "2026-01-01T01:00:01Z"},
+        {"trace_id": "not-a-trace", "occurred_after": "2026-01-01T00:00:00Z", "occurred_before": "2026-01-01T01:00Z"},
+    ],
+)
+def test_a_trace_filter_without_a_short_window_is_a_400(auditor, query):
+    for url in ("/api/audit/events/", "/api/audit/events/export/", "/api/audit/stats"):
+        response = auditor.get(url, query)
+        assert (response.status_code, response.json()["code"]) == (400, "invalid"), url
+        assert list(response.json()["errors"]) == ["trace_id"]
+
+
+def test_exports_carry_the_chain_columns_under_their_names(auditor, chain_of_calls):
+    import csv
+    import io
+
+    query = {"parent_event_id": chain_of_calls["crm"].pk}
+    body = b"".join(auditor.get("/api/audit/events/export/", {**query, "format": "ndjson"}).streaming_content)
+    (line,) = [json.loads(raw) for raw in body.splitlines()]
+    assert (line["trace_id"], line["parent_event_id"], line["close_code"]) == (TRACE, chain_of_calls["crm"].pk, None)
+    body = b"".join(auditor.get("/api/audit/events/export/", query).streaming_content)
+    (row,) = csv.DictReader(io.StringIO(body.decode()))
+    assert (row["trace_id"], row["parent_event_id"], row["close_code"]) == (TRACE, str(chain_of_calls["crm"].pk), "")

@@ -103,6 +103,7 @@ MATRIX: dict[str, dict[str, Access]] = {
     "gateway-api:apitoken-revoke": {"POST": signed_in(TOKENS_WRITE, auditor=404)},
     "audit-api:auditevent-list": {"GET": signed_in(AUDIT_READ)},
     "audit-api:auditevent-detail": {"GET": signed_in(AUDIT_READ)},
+    "audit-api:auditevent-chain": {"GET": signed_in(AUDIT_READ)},
     "audit-api:auditevent-export": {"GET": signed_in(AUDIT_READ)},
     "audit-api:audit-stats": {"GET": auditors(200, AUDIT_READ)},
     "audit-api:audit-verify": {"GET": auditors(200, AUDIT_READ)},
