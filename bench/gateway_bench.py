@@ -21,7 +21,9 @@ concurrency, then the next round), ``wrk`` as the client, then the chain and slo
 Scenarios 3-5 and 7 run in a private Apache (plain http on 127.0.0.1) whose mod_wsgi daemon
 groups, timeouts and keep-alive settings are copied from ``apache/vhost.conf`` at run time,
 with the bench site (``bench/benchsite``: auditgate plus the comparison views) on the bench
-database ``bench_auditgate``.  The deployed site and its database are not touched.
+database ``bench_auditgate``.  The deployed site and its database are not touched.  With
+``--remote-db`` that database is on a MariaDB of the bench's own in a network namespace, a
+delayed veth pair away (``remote_db.py``): a database on another host.
 
 Prints one table and writes ``bench/results/gateway-<time>.json`` and ``.png``, and
 rewrites ``docs/benchmarks.md``.  Everything it starts, it stops (by PID or its own
@@ -45,6 +47,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import remote_db
 import servers
 from chain_slow import chain_concurrencies, measure_chain, measure_slow
 from profiling import profile
@@ -94,6 +97,12 @@ def parse_args() -> argparse.Namespace:
         help="change a Define of apache/vhost.conf for this run, e.g. AUDITGATE_GW_THREADS=4",
     )
     parser.add_argument("--no-access-log", action="store_true", help="run the private Apache without its access log")
+    parser.add_argument(
+        "--remote-db",
+        action="store_true",
+        help="put the bench database on a MariaDB of its own in a network namespace, "
+        f"{remote_db.DELAY_US / 1000:g} ms away each way (tc netem): a database on another host",
+    )
     parser.add_argument("--chart", nargs=2, metavar=("JSON", "PNG"), help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -102,6 +111,7 @@ def config_from(args: argparse.Namespace) -> Config:
     kinds = tuple(kind.strip() for kind in args.scenarios.split(",") if kind.strip())
     if set(kinds) - set(KINDS):
         sys.exit(f"--scenarios: one or more of {', '.join(KINDS)}")
+    levers = args.define or args.no_access_log or args.hop_groups or args.remote_db  # the docs keep the plain run
     return Config(
         seconds=args.seconds,
         rounds=args.rounds,
@@ -114,7 +124,8 @@ def config_from(args: argparse.Namespace) -> Config:
         defines=dict(define.split("=", 1) for define in args.define),
         access_log=not args.no_access_log,
         hop_groups=args.hop_groups,
-        partial=bool(args.only or args.define or args.no_access_log or args.hop_groups or set(kinds) != set(KINDS)),
+        remote_db=args.remote_db,
+        partial=bool(args.only or levers or set(kinds) != set(KINDS)),
     )
 
 
@@ -143,12 +154,14 @@ def main() -> None:
     servers.install_packages()
     servers.copy_code()
     servers.build_venv()
-    env = servers.django_env(servers.write_env())
-    token, chain_token = servers.prepare_database(env)
-    servers.make_certificate()
-    gateway = servers.gateway_shape(config)
-    capacity = gateway["threads"]
     with ExitStack() as stack:
+        # First and so stopped last: the env file and the migrations need the database up.
+        remote = stack.enter_context(remote_db.running()) if config.remote_db else None
+        env = servers.django_env(servers.write_env(db_host=remote.host if remote else None))
+        token, chain_token = servers.prepare_database(env)
+        servers.make_certificate()
+        gateway = servers.gateway_shape(config)
+        capacity = gateway["threads"]
         stack.enter_context(servers.nginx())
         stack.enter_context(servers.upstreams(chain_token))
         stack.enter_context(servers.apache(env, config))
@@ -156,11 +169,13 @@ def main() -> None:
         if args.serve:
             serve(config, token)
             return
+        # MariaDB's counters come from the server that holds the bench database.
+        mysql = ["mysql", f"--socket={remote_db.SOCKET}"] if remote else ["mysql"]
         if args.profile:
-            print(profile_markdown(profile(token, config.seconds, env)))
+            print(profile_markdown(profile(token, config.seconds, env, mysql)))
             return
         runs = measure(config, token)
-        found = None if config.partial else profile(token, config.seconds, env)
+        found = None if config.partial else profile(token, config.seconds, env, mysql)
         # After the rounds and the profile: a chain that starves leaves a queue behind it.
         chain = measure_chain(config, token, capacity) if config.of_kind("chain") else None
         slow = measure_slow(config, token) if config.of_kind("slow") else None
@@ -171,6 +186,8 @@ def main() -> None:
               "ratios": ratios(table, config.concurrencies), "profile": found, "runs": runs,
               "gateway": gateway, "chain_concurrencies": list(chain_concurrencies(config, capacity)),
               "chain": chain, "slow": slow}  # fmt: skip
+    if remote:
+        result["database"] = remote.description
     if table:
         print(markdown(result))
         print(json.dumps(result["ratios"], indent=2))

@@ -29,7 +29,9 @@ PHASES = [
     ("audit: attempt (INSERT)", "apps/audit/recording.py", "begin"),
     ("upstream: request and response headers (urllib3)", "apps/gateway/forwarding.py", "open_upstream"),
     ("relay of the body, with its SHA-256", "apps/gateway/relay.py", "__iter__"),
-    ("audit: outcome (UPDATE)", "apps/audit/recording.py", "finish"),
+    # The outcome is appended to the spool here; the drainer thread commits it (its CPU is in
+    # the process's total, not in cProfile's shares: cProfile sees this thread only).
+    ("audit: outcome (appended to the spool)", "apps/audit/recording.py", "finish"),
 ]
 
 

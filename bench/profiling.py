@@ -94,9 +94,11 @@ WALL_PHASES = [
     ("database connection health check (ping)", "close_if_health_check_failed ("),
     ("upstream: send, wait, read headers", "open_upstream ("),
     ("relay of the body", "Relay.__iter__ ("),
-    ("audit: outcome UPDATE, committed", "GatewayAttempt.finish ("),
+    ("audit: outcome, appended to the spool", "GatewayAttempt.finish ("),
+    ("audit: outcomes committed by the drainer thread (not in a request)", "Spool.drain ("),
 ]
-_IN_A_REQUEST = ("WSGIHandler.__call__ (", "HttpResponseBase.close (", "Relay.")
+_IN_A_REQUEST = ("WSGIHandler.__call__ (", "GatewayHandler.__call__ (", "HttpResponseBase.close (", "Relay.",
+                 "Spool.drain (")  # fmt: skip
 
 
 def _phase(stack: str) -> str:
@@ -137,7 +139,42 @@ def wall_profile(token: str, seconds: int, rate: int = 200) -> dict:
     }
 
 
-def profile(token: str, seconds: int, env: dict[str, str]) -> dict:
+# MariaDB's own counters (SHOW GLOBAL STATUS), read around a run: what the audit writes cost it.
+DB_COUNTERS = ("Com_insert", "Handler_write", "Com_update", "Com_commit",
+               "Innodb_data_fsyncs")  # fmt: skip
+
+
+def db_counters(mysql: list[str]) -> dict[str, int]:
+    names = ", ".join(f"'{name}'" for name in DB_COUNTERS)
+    output = run(*mysql, "-N", "-e", f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})",
+                 capture_output=True).stdout  # fmt: skip
+    return {name: int(value) for name, value in (line.split("\t") for line in output.strip().splitlines())}
+
+
+def audit_writes(token: str, seconds: int, mysql: list[str], concurrencies: tuple[int, ...] = (1, 16, 64)) -> dict:
+    """Per concurrency, from MariaDB's counters around a wrk run of the gateway: attempts per
+    INSERT statement (the group commit's batch), outcomes per transaction (the drainer's batch:
+    UPDATEs per COMMIT; a batch of one is autocommitted) and redo-log fsyncs per request."""
+    found = {}
+    for connections in concurrencies:
+        before = db_counters(mysql)
+        result = wrk_once(BY_KEY["auditgate"].url, connections, seconds, token)
+        time.sleep(0.5)  # the drainers' last batch
+        delta = {name: value - before[name] for name, value in db_counters(mysql).items()}
+        requests = max(result["requests"], 1)
+        found[str(connections)] = {
+            "rps": result["rps"],
+            "attempts_per_insert": round(delta["Handler_write"] / max(delta["Com_insert"], 1), 2),
+            "updates_per_commit": round(delta["Com_update"] / max(delta["Com_commit"], 1), 2),
+            "commits_per_request": round(delta["Com_commit"] / requests, 3),
+            "fsyncs_per_request": round(delta["Innodb_data_fsyncs"] / requests, 3),
+            "inserts_per_request": round(delta["Com_insert"] / requests, 3),
+            "updates_per_request": round(delta["Com_update"] / requests, 3),
+        }
+    return found
+
+
+def profile(token: str, seconds: int, env: dict[str, str], mysql: list[str] | None = None) -> dict:
     """Where the time goes: CPU by process (auditgate and django-revproxy at c=16), the gateway
     daemons' wall clock by phase (py-spy, c=1), and the gateway's own CPU by phase (in-process)."""
     compared = [BY_KEY["auditgate"], BY_KEY["revproxy"]]
@@ -146,6 +183,7 @@ def profile(token: str, seconds: int, env: dict[str, str]) -> dict:
         wrk_once(scenario.url, 16, 2, token)
     found = {"cpu_by_process_c16": {s.key: cpu_by_process(s.url, 16, seconds, s.token(token)) for s in compared}}
     found["wall_c1"] = wall_profile(token, seconds)
+    found["audit_writes"] = audit_writes(token, seconds, mysql or ["mysql"])
     inprocess = run(VENV / "bin" / "python", CODE / "bench" / "inprocess_profile.py", token, "2000",
                     env=env, capture_output=True).stdout  # fmt: skip
     found["inprocess_cpu"] = json.loads(inprocess.strip().splitlines()[-1])

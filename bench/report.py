@@ -42,6 +42,8 @@ def markdown(result: dict) -> str:
     cs = result["concurrencies"]
     lines = ["| Scenario | " + " | ".join(f"c={c} req/s | p50 / p99 ms | CPU s/1k req" for c in cs) + " |",
              "|---|" + "---|---|---|" * len(cs)]  # fmt: skip
+    if result.get("database"):  # --remote-db: say where the queries went
+        lines[:0] = [f"Database: {result['database']}", ""]
     for scenario in measured(result):
         cells = []
         for c in cs:
@@ -130,6 +132,21 @@ def profile_markdown(found: dict) -> str:
         "",
     ]
     lines += table("Phase (CPU)", dict(sorted(cpu["phases_ms"].items(), key=lambda item: -item[1])))
+    writes = found.get("audit_writes")
+    if writes:
+        lines += [
+            "",
+            "The audit writes as MariaDB counted them (`SHOW GLOBAL STATUS` around a run of the gateway at each "
+            "concurrency): rows written per INSERT statement (the group commit's batch), outcome UPDATEs per COMMIT "
+            "(the drainer's batch; a batch of one is autocommitted), and per request:",
+            "",
+            "| c | req/s | attempts per INSERT | UPDATEs per COMMIT | INSERTs | UPDATEs | COMMITs | InnoDB fsyncs |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for c, w in writes.items():
+            lines.append(f"| {c} | {w['rps']:.0f} | {w['attempts_per_insert']:.2f} | {w['updates_per_commit']:.2f} | "
+                         f"{w['inserts_per_request']:.3f} | {w['updates_per_request']:.3f} | "
+                         f"{w['commits_per_request']:.3f} | {w['fsyncs_per_request']:.3f} |")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN = Path(os.environ.get("AUDITGATE_BENCH_DIR", "/srv/auditgate-bench"))
 CODE, VENV = RUN / "code", RUN / "venv"  # the working tree's copy that runs, and the bench venv
 FIXTURES = CODE / "bench" / "fixtures"  # the servers' configs and the bench data, as copied
+SPOOL = RUN / "spool"  # the daemons' audit outcome spool (apps.audit.spool)
 USER = "auditgate"  # the deployed daemons' account; it reads RUN
 SYSTEM_PYTHON = "/usr/bin/python3"
 PORT = {"upstream": 18090, "nginx_proxy": 18091, "apache": 18081, "gunicorn": 18083, "nginx_gunicorn": 18093}
@@ -104,6 +105,9 @@ class Config:
     # --hop-groups N: the private Apache declares gateway groups auditgate-gw1..N (copies of
     # auditgate-gw) when apache/vhost.conf declares none, to measure hop-level routing early.
     hop_groups: int = 0
+    # --remote-db: the bench database on a MariaDB in a network namespace, 0.5 ms of round trip
+    # away (remote_db.py): what the gateway's queries cost when the database is on another host.
+    remote_db: bool = False
     # Some scenarios only, or a lever moved: the docs keep the last full run.
     partial: bool = False
 

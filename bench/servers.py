@@ -11,6 +11,7 @@ import grp
 import hashlib
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -33,6 +34,7 @@ from scenarios import (
     ROOT,
     RUN,
     SLOW_DELAY,
+    SPOOL,
     SYSTEM_PYTHON,
     USER,
     VENV,
@@ -56,6 +58,10 @@ def prepare_run_dir() -> None:
     RUN.mkdir(parents=True, exist_ok=True)
     os.chown(RUN, 0, grp.getgrnam(USER).gr_gid)
     RUN.chmod(0o750)
+    # The daemons' outcome spool (apps.audit.spool), theirs alone, as deployed.
+    SPOOL.mkdir(exist_ok=True)
+    os.chown(SPOOL, pwd.getpwnam(USER).pw_uid, grp.getgrnam(USER).gr_gid)
+    SPOOL.chmod(0o700)
 
 
 def install_packages() -> None:
@@ -114,8 +120,9 @@ def read_env(path: Path) -> dict[str, str]:
     return values
 
 
-def write_env() -> Path:
-    """The deployed settings, on the bench database as the test account, over plain http."""
+def write_env(db_host: str | None = None, db_port: int = 3306) -> Path:
+    """The deployed settings, on the bench database as the test account, over plain http;
+    ``db_host``: on that server over TCP (``--remote-db``) rather than the local one's socket."""
     values = read_env(Path("/etc/auditgate/auditgate.env"))
     values.update(read_env(Path("/etc/auditgate/test.env")))
     values.update({
@@ -124,7 +131,10 @@ def write_env() -> Path:
         "AUDITGATE_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "AUDITGATE_AUDIT_CHECKPOINT_FILE": "",
         "AUDITGATE_STATIC_ROOT": str(RUN / "static"),
+        "AUDITGATE_AUDIT_SPOOL_DIR": str(SPOOL),
     })  # fmt: skip
+    if db_host:
+        values.update({"AUDITGATE_DB_HOST": db_host, "AUDITGATE_DB_PORT": str(db_port)})
     path = RUN / "bench.env"
     path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
     os.chown(path, 0, grp.getgrnam(USER).gr_gid)

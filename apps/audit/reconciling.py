@@ -11,8 +11,10 @@ While the process lives, the attempt is left open for ``older_than``, by default
 ``AUDIT_OPEN_ATTEMPT_BOUND_SECONDS`` (5 minutes): no exchange can last longer, because every
 upstream's ``total_timeout`` (170 s at most) cuts it, and the last write to a slow client
 is bounded by mod_wsgi's socket-timeout (45 s).  An attempt still open after that is
-stuck, and would hold the trail's sealing back.  An attempt taken on another host is
-left to that host's own reconciler, and closed here after ``older_than`` too.
+stuck, and would hold the trail's sealing back.  Outcomes still in this host's spools
+(``apps.audit.spool``) are applied first: they are never overwritten by "interrupted".
+An attempt taken on another host is left to that host's own reconciler, and closed here
+after ``older_than`` too.
 
 A WebSocket (``gateway.websocket``) legitimately stays open up to its upstream's maximum
 duration (4 hours at most): its bound is ``AUDIT_OPEN_WEBSOCKET_BOUND_SECONDS``, that cap
@@ -29,6 +31,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from apps.audit import spool
 from apps.audit.choices import INTERRUPTED
 from apps.audit.events import GATEWAY_WEBSOCKET
 from apps.audit.models import AuditEvent
@@ -63,12 +66,18 @@ def reconcile(*, now: datetime | None = None, older_than: timedelta | None = Non
     if older_than is not None:  # asked for: the same bound for every kind
         bounds = {}
     older_than = older_than or timedelta(seconds=settings.AUDIT_OPEN_ATTEMPT_BOUND_SECONDS)
-    closed = []
     open_attempts = AuditEvent.objects.filter(completed_at__isnull=True).order_by("id")
     rows = open_attempts.values_list("id", "worker", "occurred_at", "event_type").iterator()
-    for event_id, worker, occurred_at, event_type in rows:
-        if (_local(worker) and _process_gone(worker)) or occurred_at < now - bounds.get(event_type, older_than):
-            duration = round((now - occurred_at).total_seconds() * 1000, 3)
-            if AuditEvent.objects.record_outcome(event_id, completed_at=now, error=INTERRUPTED, duration_ms=duration):
-                closed.append(event_id)
+    stuck = [
+        (event_id, occurred_at) for event_id, worker, occurred_at, event_type in rows
+        if (_local(worker) and _process_gone(worker)) or occurred_at < now - bounds.get(event_type, older_than)
+    ]  # fmt: skip
+    # Only now the outcomes spooled on this host: a process seen gone above wrote its last
+    # line before it died, so an attempt whose outcome was spooled is never called interrupted.
+    spool.apply_segments(Path(settings.AUDIT_SPOOL_DIR), live_too=True)
+    closed = []
+    for event_id, occurred_at in stuck:
+        duration = round((now - occurred_at).total_seconds() * 1000, 3)
+        if AuditEvent.objects.record_outcome(event_id, completed_at=now, error=INTERRUPTED, duration_ms=duration):
+            closed.append(event_id)
     return closed

@@ -3,30 +3,34 @@
 1. ``begin()`` commits the attempt (who, what, where, the decision) *before* the request
    is forwarded.  If it cannot be written the gateway answers 503 and does not contact the
    upstream, unless the upstream is ``fail_open`` (then a loud error is logged).
-2. ``finish()`` writes the outcome (status, bytes, SHA-256 of both bodies, timings) once,
-   when the response is complete or the client has gone (the WSGI ``close()``).
+2. ``finish()`` makes the outcome (status, bytes, SHA-256 of both bodies, timings) durable
+   once, when the response is complete or the client has gone (the WSGI ``close()``): it
+   appends it to this process's outcome spool (``apps.audit.spool``), which a drainer thread
+   commits into MariaDB, many outcomes per transaction.  The request's thread is released
+   only after the append, so the outcome survives a crash of the process or of Apache.
 
 A refusal has nothing to forward: ``deny()`` writes it complete in one insert.  Attempts
-whose process died before phase 2 are closed as ``interrupted`` by ``audit_reconcile``.
-An outcome that cannot be written (the database went away while the response streamed)
-is kept in the process and written by the next audit write that succeeds there, so a
-database restart loses no outcome.  Audit writes run in autocommit, never inside a
-transaction of the request.
+whose process died before phase 2 are closed as ``interrupted`` by ``audit_reconcile``,
+after it has applied every spooled outcome.  Outcomes spooled while the database is away
+wait on disk until it is back.  Audit writes run in autocommit, never inside a transaction
+of the request.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
 import socket
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
@@ -35,6 +39,7 @@ from apps.audit.events import GATEWAY_DENIED, GATEWAY_REQUEST, GATEWAY_WEBSOCKET
 from apps.audit.masking import mask_query
 from apps.audit.models import AuditEvent
 from apps.audit.reconciling import process_start
+from apps.audit.spool import Spool
 
 _MAX_TEXT = 2000
 # Daemon mode initialises Python in each daemon process (WSGIRestrictEmbedded), so the
@@ -42,38 +47,21 @@ _MAX_TEXT = 2000
 # tells the reconciler a reused pid from this process.
 WORKER = f"{socket.gethostname()}/{os.getpid()}@{process_start(os.getpid())}"
 logger = logging.getLogger(__name__)
-# Outcomes waiting for the database: (event id, outcome fields).  Bounded: past this many,
-# the oldest are dropped (logged) and audit_reconcile closes their attempts as interrupted
-# once they are a day old (their process still lives).
-PENDING_LIMIT = 10_000
-_pending: deque[tuple[int, dict[str, Any]]] = deque()
-_pending_lock = threading.Lock()
+_spool: Spool | None = None
+_spool_lock = threading.Lock()
 
 
-def _keep_for_later(event_id: int, outcome: dict[str, Any]) -> None:
-    with _pending_lock:
-        if len(_pending) >= PENDING_LIMIT:
-            dropped, _ = _pending.popleft()
-            logger.error("Outcome of audit event %s dropped: too many waiting for the database", dropped)
-        _pending.append((event_id, outcome))
-
-
-def write_pending_outcomes() -> int:
-    """Write the outcomes kept while the database was away; stops at the first failure."""
-    written = 0
-    while True:
-        with _pending_lock:
-            if not _pending:
-                return written
-            event_id, outcome = _pending.popleft()
-        try:
-            AuditEvent.objects.record_outcome(event_id, **outcome)
-        except DatabaseError:
-            with _pending_lock:
-                _pending.appendleft((event_id, outcome))
-            return written
-        written += 1
-        logger.warning("Outcome of audit event %s written after the database came back", event_id)
+def outcome_spool() -> Spool:
+    """This process's outcome spool, made on first use (after mod_wsgi or gunicorn forked)."""
+    global _spool
+    with _spool_lock:
+        if _spool is None:
+            tag = f"{os.getpid()}.{process_start(os.getpid())}"
+            threaded = settings.AUDIT_SPOOL_DRAIN == "thread"
+            _spool = Spool(Path(settings.AUDIT_SPOOL_DIR), tag, threaded=threaded,
+                           linger=settings.AUDIT_SPOOL_LINGER_SECONDS)  # fmt: skip
+            atexit.register(_spool.close)
+        return _spool
 
 
 @dataclass(frozen=True)
@@ -215,40 +203,35 @@ class GatewayAttempt:
         self.event_id = AuditEvent.objects.insert(
             **self.attempt.fields(), overhead_ms=None, **outcome.fields(self.elapsed_ms())
         )
-        _write_pending_if_any()
         return self.event_id
 
     def begin(self) -> int:
         """Phase 1, before forwarding: raises DatabaseError when the attempt cannot be recorded."""
         self.overhead_ms = self.elapsed_ms()
         self.event_id = AuditEvent.objects.insert(**self.attempt.fields(), overhead_ms=self.overhead_ms)
-        _write_pending_if_any()
         return self.event_id
 
     def finish(self, outcome: Outcome) -> None:
-        """Phase 2, once: the outcome.  Without a phase-1 row (fail-open) it writes both.
+        """Phase 2, once: the outcome, spooled.  Without a phase-1 row (fail-open) it inserts both.
 
-        Never raises for a database outage: the outcome waits in the process (see above).
+        Never raises for a database outage: a spooled outcome waits for the database.
         """
         if self.finished:
             return
         self.finished = True
         fields = outcome.fields(self.elapsed_ms())
-        try:
-            if self.event_id is None:
+        if self.event_id is None:
+            try:
                 AuditEvent.objects.insert(**self.attempt.fields(), overhead_ms=self.overhead_ms, **fields)
-            else:
-                AuditEvent.objects.record_outcome(self.event_id, **fields)
-        except DatabaseError:
-            if self.event_id is None:
+            except DatabaseError:
                 logger.error("AUDIT EVENT LOST: fail-open request %s could not be recorded", self.request_id)
-                return
-            logger.error("Outcome of audit event %s not written (database unavailable): kept", self.event_id)
-            _keep_for_later(self.event_id, fields)
             return
-        _write_pending_if_any()
-
-
-def _write_pending_if_any() -> None:
-    if _pending:  # unlocked peek: the common case costs nothing
-        write_pending_outcomes()
+        try:
+            outcome_spool().append(self.event_id, fields)
+        except OSError:
+            logger.exception("Audit outcome spool unavailable: writing the outcome of event %s directly", self.event_id)
+            try:
+                AuditEvent.objects.record_outcome(self.event_id, **fields)
+            except DatabaseError:
+                logger.error("AUDIT OUTCOME LOST: event %s (no spool, no database); it will read as interrupted",
+                             self.event_id)  # fmt: skip

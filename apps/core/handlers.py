@@ -1,11 +1,13 @@
-"""The WSGI application: Django's handler, with a shorter middleware chain for the gateway.
+"""Django's handler with a short middleware chain, and which paths are the gateway's.
 
 ``/gw/`` is authenticated by token only and exempt from CSRF: sessions, CSRF checks,
 cookie authentication, messages and ``CommonMiddleware`` have nothing to do there, yet
-they ran on every proxied request.  The gateway gets ``settings.GATEWAY_MIDDLEWARE``
-instead: the request id and the response headers every answer of this host carries
-(``nosniff``, ``X-Frame-Options``).  It saves about 5 % of the gateway's CPU per request
-(docs/benchmarks.md).  Everything else, the API included, keeps ``settings.MIDDLEWARE``.
+they ran on every proxied request.  The gateway's handler (``apps.gateway.wsgi``) calls
+the gateway view directly and does only what ``settings.GATEWAY_MIDDLEWARE`` names: the
+request id and the response headers every answer of this host carries (``nosniff``,
+``X-Frame-Options``).  The short chain itself (``ShortChainHandler``) now serves only the
+bench's comparison views, so that they pay no more Django than the gateway did.
+Everything else, the API included, keeps ``settings.MIDDLEWARE``.
 
 The gateway view catches database errors and chunked bodies itself (each refusal is
 audited), which is why the middleware that answers them elsewhere is not in its chain.
@@ -16,10 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.conf import settings
 from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import WSGIHandler
-from django.core.wsgi import get_wsgi_application
 from django.utils.module_loading import import_string
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -56,15 +56,3 @@ class ShortChainHandler(WSGIHandler):
 def is_gateway_path(path: str, prefixes: tuple[str, ...] = ("/gw/",)) -> bool:
     """``/gw`` itself reaches the gateway view too (it answers and audits the refusal)."""
     return path == "/gw" or path.startswith(prefixes)
-
-
-def make_application(short_chain_prefixes: tuple[str, ...] = ("/gw/",)) -> WSGIApp:
-    """The site's WSGI callable: paths under ``short_chain_prefixes`` take the short chain."""
-    site = get_wsgi_application()  # django.setup() first: the short chain imports middleware
-    short = ShortChainHandler(settings.GATEWAY_MIDDLEWARE)
-
-    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        handler = short if is_gateway_path(environ.get("PATH_INFO", ""), short_chain_prefixes) else site
-        return handler(environ, start_response)
-
-    return application

@@ -225,6 +225,20 @@ AUDIT_OPEN_ATTEMPT_BOUND_SECONDS = 300
 # at most (apps.gateway.models.upstreams.MAX_WEBSOCKET_DURATION): its attempt is closed as
 # interrupted only past that cap plus 5 minutes (or at once when its relay process died).
 AUDIT_OPEN_WEBSOCKET_BOUND_SECONDS = 4 * 3600 + 300
+# Where each gateway process spools its attempts' outcomes until a drainer thread commits them
+# (apps.audit.spool): written by the daemons' user, read by audit_reconcile.  A persistent
+# directory (not tmpfs): a spool must outlive the process that wrote it.  "thread" drains in
+# the background; "inline" drains in the request's thread (the test suite, whose database
+# changes are invisible to other connections until the test ends).
+AUDIT_SPOOL_DIR = env.str("AUDITGATE_AUDIT_SPOOL_DIR", "/srv/auditgate/spool")
+AUDIT_SPOOL_DRAIN = env.str("AUDITGATE_AUDIT_SPOOL_DRAIN", "thread")
+# How long the drainer waits after the first outcome before it commits, so that the outcomes
+# of the requests around it share the transaction (docs/benchmarks.md): the bound on how much
+# later than the response an outcome is visible in MariaDB, the database being up.
+AUDIT_SPOOL_LINGER_SECONDS = env.int("AUDITGATE_AUDIT_SPOOL_LINGER_MS", 20) / 1000
+# The attempts that threads of one process insert at the same moment share one statement and
+# one commit (apps.audit.group_commit); off only to measure what it buys (docs/benchmarks.md).
+AUDIT_GROUP_COMMIT = env.bool("AUDITGATE_AUDIT_GROUP_COMMIT", True)
 # The HMAC keys that sign checkpoints, by id: "1:<secret>,2:<secret>". Each checkpoint keeps
 # the id of its key, so a new key can be added and made current while the older checkpoints
 # still verify. Only the sealer and `audit_verify` need them: the deploy keeps them in a

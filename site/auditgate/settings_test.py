@@ -5,10 +5,17 @@ that may create the ``test_auditgate`` database; the app's own user may not.
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("AUDITGATE_ENV_FILE", "/etc/auditgate/auditgate.env:/etc/auditgate/test.env")
 
 from auditgate.settings import *  # noqa: F403
+
+# Each test run spools outcomes in its own directory, drained in the request's thread: the
+# test's transaction is invisible to a drainer's connection (tests/audit/test_spool.py runs
+# the drainer thread in transactional tests).
+AUDIT_SPOOL_DIR = tempfile.mkdtemp(prefix="auditgate-test-spool-")
+AUDIT_SPOOL_DRAIN = "inline"
 
 # Fast hashing for the many users the tests create; production keeps Django's default.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -16,6 +16,6 @@ for _path in (str(_SITE_DIR), str(_SITE_DIR.parent)):
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auditgate.settings")
 
-from apps.core.handlers import make_application  # noqa: E402
+from apps.gateway.wsgi import make_application  # noqa: E402
 
 application = make_application()

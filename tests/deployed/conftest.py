@@ -69,6 +69,26 @@ def daemons(group: str) -> list[tuple[int, str]]:
     ]
 
 
+def settled_events(admin, params: dict[str, str], timeout: float = 5.0) -> list[dict]:
+    """The audit events the API lists for ``params``, once every one has its outcome in MariaDB
+    (a status or an error): a forwarded request's outcome is spooled and committed by its
+    process's drainer a few milliseconds after the answer (apps.audit.spool,
+    ``AUDIT_SPOOL_LINGER_SECONDS``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = admin.get(f"{BASE_URL}/api/audit/events/", params=params, timeout=10).json()["results"]
+        if all(e["status"] is not None or e["error"] for e in events) or time.monotonic() > deadline:
+            return events
+        time.sleep(0.05)
+
+
+def settled_event(admin, request_id: str, timeout: float = 5.0) -> dict:
+    """The one audit event of ``request_id``, with its outcome (see ``settled_events``)."""
+    events = settled_events(admin, {"request_id": request_id}, timeout)
+    assert len(events) == 1, events
+    return events[0]
+
+
 def manage_ok(*args: str, timeout: int = 120) -> str:
     """A management command that must succeed; its stdout."""
     result = manage(*args, timeout=timeout)

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.deployed.conftest import ACCESS_LOG, BASE_URL, apache_defines, daemon_option, daemons, logged_by_apache
+from tests.deployed.conftest import (
+    ACCESS_LOG,
+    BASE_URL,
+    apache_defines,
+    daemon_option,
+    daemons,
+    logged_by_apache,
+    settled_event,
+)
 
 pytestmark = pytest.mark.deployed
 
@@ -81,9 +89,7 @@ def test_a_proxied_request_succeeds_and_is_audited_once(admin, registered_upstre
     request_id = response.headers["X-Request-ID"]
     assert echoed["headers"]["x-request-id"] == request_id
 
-    events = admin.get(f"{BASE_URL}/api/audit/events/", params={"request_id": request_id}, timeout=10).json()
-    assert len(events["results"]) == 1
-    event = events["results"][0]
+    event = settled_event(admin, request_id)
     assert event["actor_username"] == "admin"
     assert (event["upstream_name"], event["method"], event["path"]) == (registered_upstream, "GET", "/allowed/report")
     assert (event["decision"], event["reason"], event["status"], event["upstream_status"]) == (

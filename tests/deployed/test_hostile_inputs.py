@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.deployed.conftest import BASE_URL, CA_FILE, logged_by_apache
+from tests.deployed.conftest import BASE_URL, CA_FILE, logged_by_apache, settled_event, settled_events
 from tests.deployed.test_hostile_framing import apache_answers
 from tests.hostile_inputs import AMBIGUOUS_PATHS, MALFORMED_AUTHORIZATION, PATH_PAYLOADS, SSRF_TARGETS
 from tests.upstream import ScriptedServer
@@ -218,9 +218,7 @@ def serve(admin) -> Iterator:
 
 
 def event_of(admin, request_id: str) -> dict:
-    events = admin.get(f"{BASE_URL}/api/audit/events/", params={"request_id": request_id}).json()["results"]
-    assert len(events) == 1, events
-    return events[0]
+    return settled_event(admin, request_id)
 
 
 @pytest.mark.parametrize("raw_path", AMBIGUOUS_PATHS)
@@ -283,7 +281,7 @@ def test_an_upstream_that_trickles_is_cut_at_its_total_timeout(raw, admin, serve
     name, _ = serve([(head, 0.0)] + [(b"x", 0.25)] * 1000, total_timeout=2, read_timeout=5)
     with pytest.raises(http.client.IncompleteRead):
         raw.send("GET", f"/gw/{name}/x", {"Authorization": f"Token {admin_token}"})
-    events = admin.get(f"{BASE_URL}/api/audit/events/", params={"upstream": name}).json()["results"]
+    events = settled_events(admin, {"upstream": name})
     assert [(e["status"], e["error"]) for e in events] == [(200, "upstream_total_timeout")]
     assert 0 < events[0]["response_bytes"] < 1000
     assert events[0]["duration_ms"] < 5000

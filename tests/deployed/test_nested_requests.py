@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.deployed.conftest import BASE_URL, CA_FILE, https_session
+from tests.deployed.conftest import BASE_URL, CA_FILE, https_session, settled_events
 from tests.deployed.load import call, closed_loop, describe, group_capacity, percentiles, record
 from tests.upstream import CallbackUpstream, TLSRelay
 
@@ -119,7 +119,7 @@ def test_an_upstream_pointing_at_the_gateway_itself_gets_508_after_the_hop_limit
     # same pass as the hop count in Via would (apps.gateway.tracing).
     assert response.json()["code"] == "too_many_hops"
     assert elapsed < 5, "a loop must be cut at once, not by a timeout"
-    events = admin.get(f"{BASE_URL}/api/audit/events/", params={"upstream": name}).json()["results"]
+    events = settled_events(admin, {"upstream": name})
     # The outer passes are allowed and relay the innermost pass's 508; that one is the denial.
     denied = [e for e in events if e["reason"] == "too_many_hops"]
     assert len(denied) == 1 and denied[0]["status"] == 508

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from apps.core.handlers import make_application
 from apps.gateway.models import AccessRule, Upstream
+from apps.gateway.wsgi import make_application
 
 
 @pytest.fixture

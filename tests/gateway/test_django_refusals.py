@@ -8,8 +8,8 @@ import json
 import pytest
 
 from apps.audit.models import AuditEvent
-from apps.core.handlers import make_application
 from apps.gateway.django_refusals import upstream_named_in
+from apps.gateway.wsgi import make_application
 from tests.gateway.test_wsgi_application import serve
 
 pytestmark = pytest.mark.django_db

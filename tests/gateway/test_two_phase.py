@@ -186,8 +186,8 @@ def test_without_the_database_the_gateway_answers_503_not_500(client_for, alice,
     assert len(upstream_server.server.seen) == seen_before
 
 
-def test_an_outcome_the_database_refused_is_written_by_the_next_audit_write(monkeypatch, caplog):
-    from apps.audit.recording import Attempt, GatewayAttempt, Outcome
+def test_an_outcome_the_database_refused_waits_in_the_spool_until_the_next_drain(monkeypatch):
+    from apps.audit.recording import Attempt, GatewayAttempt, Outcome, outcome_spool
 
     attempt = GatewayAttempt(Attempt(request_id="r-during-outage", method="GET", path="/x", decision="allow"))
     attempt.begin()
@@ -199,8 +199,11 @@ def test_an_outcome_the_database_refused_is_written_by_the_next_audit_write(monk
     monkeypatch.setattr(AuditEvent.objects, "record_outcome", database_gone)
     attempt.finish(Outcome(status=200))  # does not raise: the response has already gone out
     assert AuditEvent.objects.get(pk=attempt.event_id).completed_at is None
+    assert outcome_spool().pending() == 1  # on disk, not lost
     monkeypatch.setattr(AuditEvent.objects, "record_outcome", real)
-    GatewayAttempt(Attempt(request_id="r-after", method="GET", path="/y")).deny(Outcome(status=403))  # db back
-    event = AuditEvent.objects.get(pk=attempt.event_id)
-    assert (event.status, event.completed_at is not None) == (200, True)
-    assert "written after the database came back" in caplog.text
+    later = GatewayAttempt(Attempt(request_id="r-after", method="GET", path="/y", decision="allow"))
+    later.begin()
+    later.finish(Outcome(status=201))  # the database is back: this drain takes both
+    events = {e.request_id: (e.status, e.completed_at is not None) for e in AuditEvent.objects.all()}
+    assert events == {"r-during-outage": (200, True), "r-after": (201, True)}
+    assert outcome_spool().pending() == 0
