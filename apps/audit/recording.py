@@ -54,6 +54,8 @@ _spool_lock = threading.Lock()
 def outcome_spool() -> Spool:
     """This process's outcome spool, made on first use (after mod_wsgi or gunicorn forked)."""
     global _spool
+    if _spool is not None:  # every outcome asks: no lock once it exists
+        return _spool
     with _spool_lock:
         if _spool is None:
             tag = f"{os.getpid()}.{process_start(os.getpid())}"

@@ -14,20 +14,16 @@ Without it the test is reported as skipped, never as passed.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 
 import pytest
 
+from tests.deployed.conftest import needs_db_restart
 from tests.deployed.load import group_capacity, record
 from tests.deployed.trail import Load, check_trail
 
-pytestmark = [
-    pytest.mark.deployed,
-    pytest.mark.skipif(os.environ.get("AUDITGATE_TEST_DB_RESTART") != "1",
-                       reason="restarts the host's MariaDB: set AUDITGATE_TEST_DB_RESTART=1 where that is allowed"),
-]  # fmt: skip
+pytestmark = [pytest.mark.deployed, needs_db_restart]
 
 DOWN_SECONDS = 6
 # A request whose attempt was committed just before the stop may still be on its way.

@@ -21,26 +21,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.deployed.conftest import daemons, manage
+from auditgate.env import read_env_file
+from tests.deployed.conftest import daemons, manage, needs_db_restart
 from tests.deployed.load import call
 from tests.deployed.test_database_restart import mariadb
 from tests.deployed.trail import gateway_events
 
-pytestmark = [
-    pytest.mark.deployed,
-    pytest.mark.skipif(os.environ.get("AUDITGATE_TEST_DB_RESTART") != "1",
-                       reason="stops the host's MariaDB: set AUDITGATE_TEST_DB_RESTART=1 where that is allowed"),
-]  # fmt: skip
+pytestmark = [pytest.mark.deployed, needs_db_restart]
 
 REQUESTS = 12
 UPSTREAM_SECONDS = 3
 
 
 def spool_dir() -> Path:
-    for line in Path("/etc/auditgate/auditgate.env").read_text().splitlines():
-        if line.startswith("AUDITGATE_AUDIT_SPOOL_DIR="):
-            return Path(line.partition("=")[2])
-    raise AssertionError("the deployment names no spool directory")
+    return Path(read_env_file(Path("/etc/auditgate/auditgate.env"))["AUDITGATE_AUDIT_SPOOL_DIR"])
 
 
 def segments() -> list[Path]:
