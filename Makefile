@@ -37,7 +37,7 @@ DEV_SETTINGS = AUDITGATE_DEV=true AUDITGATE_ENV_FILE='$(DEV_ENV_FILE)' AUDITGATE
 # Exported, so that every ansible-playbook (also those the test suite starts) reads it.
 export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
 
-.PHONY: help deploy tools venv test lint dev bench bench-audit
+.PHONY: help deploy rollback tools venv test lint dev bench bench-audit
 
 help: ## List the targets.
 	@echo "Targets:"
@@ -59,6 +59,9 @@ $(TOOLS)/.stamp: ansible/requirements.txt
 deploy: tools ## Provision this host (run as root): MariaDB, Apache + mod_wsgi, the app.
 	$(TOOLS)/bin/ansible-playbook -i $(INVENTORY) ansible/site.yml $(ANSIBLE_ARGS)
 
+rollback: tools ## Serve the previous release again on every web host, one at a time (INVENTORY=...).
+	$(TOOLS)/bin/ansible-playbook -i $(INVENTORY) ansible/site.yml -e app_rollback=true $(ANSIBLE_ARGS)
+
 venv: $(VENV)/.stamp ## Create the dev/test virtualenv .venv (needs apache2-dev: run deploy first).
 
 $(VENV)/.stamp: requirements.txt requirements-dev.txt
@@ -75,13 +78,15 @@ test: deploy ## Deploy, then run the test suite (PYTEST_ARGS=... to pass options
 	fi
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-lint: venv tools ## ruff check + format check, mypy, and the playbook syntax for both inventories.
+lint: venv tools ## ruff check + format check, mypy, and the playbooks' syntax for every inventory.
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	@# mypy imports the settings (django-stubs): the development defaults need no secrets.
 	AUDITGATE_DEV=true AUDITGATE_ENV_FILE= $(VENV)/bin/mypy
 	$(TOOLS)/bin/ansible-playbook --syntax-check -i ansible/inventories/local ansible/site.yml
 	$(TOOLS)/bin/ansible-playbook --syntax-check -i ansible/inventories/example-multi ansible/site.yml
+	$(TOOLS)/bin/ansible-playbook --syntax-check -i ansible/inventories/test-multi ansible/site.yml
+	$(TOOLS)/bin/ansible-playbook --syntax-check -i ansible/inventories/example-multi ansible/promote.yml
 
 # The API/gateway split of apache/vhost.conf: express's own group serves everything but /gw/,
 # which goes to a second group (.build/dev-gateway.conf), so a nested call back into the

@@ -138,12 +138,12 @@ class _BackloggedServer(ThreadingHTTPServer):
 
 
 class Upstream:
-    def __init__(self) -> None:
-        self.server = _BackloggedServer(("127.0.0.1", 0), EchoHandler)
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.server = _BackloggedServer((host, 0), EchoHandler)
         self.server.daemon_threads = True
         self.server.seen = []
         self.server.arrivals = []  # time.monotonic() of each request's arrival
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://{host}:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> Upstream:

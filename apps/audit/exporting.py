@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
 from django.core.exceptions import EmptyResultSet
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 from django.db.models import CharField, F, Func, QuerySet, Value
 
 from apps.audit.models import AuditEvent
+from apps.core import replica
+
+logger = logging.getLogger(__name__)
 
 BATCH = 2000
 EXPORT_FIELDS = tuple(f.attname for f in AuditEvent._meta.concrete_fields)
@@ -48,15 +52,34 @@ _RAW_COLUMNS = [_raw_column(f) for f in _FIELDS]
 
 
 def _raw_pages(queryset: QuerySet[AuditEvent]) -> Iterator[Sequence[tuple[Any, ...]]]:
-    """Keyset pages of raw rows (EXPORT_FIELDS order, datetimes as ISO-8601 UTC strings).
+    """Keyset pages of raw rows (EXPORT_FIELDS order, datetimes as ISO-8601 UTC strings), read
+    from the queryset's database.  When the replica fails under an export, the export goes on
+    from the primary after the last id it sent (the first column), so the body stays whole."""
+    after = 0
+    while True:
+        try:
+            for rows in _pipelined_pages(queryset, after):
+                if rows:
+                    after = rows[-1][0]
+                yield rows
+            return
+        except OperationalError:
+            if queryset.db != replica.REPLICA:
+                raise
+            logger.warning("The replica failed during an export: going on from the primary", exc_info=True)
+            replica.mark_down()
+            queryset = queryset.using(DEFAULT_DB_ALIAS)
 
-    Pipelined on the one connection: as soon as a page is read, the query for the next one is
+
+def _pipelined_pages(queryset: QuerySet[AuditEvent], after: int) -> Iterator[Sequence[tuple[Any, ...]]]:
+    """Pipelined on the one connection: as soon as a page is read, the query for the next one is
     sent (its first id is known), and MariaDB runs it while the caller encodes this page.  The
     same connection, not a second one, so the export sees what its transaction sees."""
+    connection = connections[queryset.db]
     connection.ensure_connection()
     with connection.wrap_database_errors:
         pending = _PageQuery(connection.connection, queryset)
-        pending.send(after=0)
+        pending.send(after=after)
         try:
             while True:
                 rows = pending.read()

@@ -36,6 +36,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.audit import checkpoint_file
 from apps.audit.choices import ProblemKind
 from apps.audit.models import AuditEvent, AuditEventHash, AuditSeal
 from apps.audit.retention import purged_through
@@ -152,13 +153,20 @@ def _signing_key() -> tuple[str, str]:
     return settings.AUDIT_SEAL_KEY_ID, keys[settings.AUDIT_SEAL_KEY_ID]
 
 
+def checkpoint_line(seal: AuditSeal) -> dict[str, Any]:
+    """The checkpoint as the external file holds it: its payload and signature."""
+    return {**checkpoint_payload(seal), "signature": seal.signature}
+
+
 def _append_checkpoint(seal: AuditSeal, path: str) -> None:
     if not path:
         return
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps({**checkpoint_payload(seal), "signature": seal.signature}, sort_keys=True) + "\n")
+    with checkpoint_file.locked(Path(path)) as handle:
+        last = checkpoint_file.last_line(handle)
+        # The witness of this host (apps.audit.witnessing) may have copied it from the
+        # database between the commit above and now: never a second line for it.
+        if last is None or last["last_seq"] < seal.last_seq:
+            checkpoint_file.append(handle, checkpoint_line(seal))
 
 
 # --- sealing ---------------------------------------------------------------------------
@@ -368,11 +376,11 @@ def _verify_checkpoint_file(path: Path, seals: list[AuditSeal], report: Report) 
                 Problem(ProblemKind.CHECKPOINT_MISSING, seals[0].first_seq, f"{path} does not exist")
             )
         return
+    # A file that lacks the newest checkpoints is behind, not wrong: a witness host copies
+    # them once a minute (apps.audit.witnessing).  A line the database lacks or holds
+    # differently is a problem.
     in_db = {seal.last_seq: seal for seal in seals}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        outside = json.loads(line)
+    for outside in checkpoint_file.read(path):
         # A sealer may have run since ``seals`` was read: it commits a checkpoint before it
         # appends it to the file, so a line the list lacks must be looked for again, now.
         seal = in_db.get(outside["last_seq"]) or AuditSeal.objects.filter(last_seq=outside["last_seq"]).first()
@@ -380,7 +388,7 @@ def _verify_checkpoint_file(path: Path, seals: list[AuditSeal], report: Report) 
             detail = f"the segment ending at {outside['last_seq']} is in {path.name} but not in the database"
             report.problems.append(Problem(ProblemKind.CHECKPOINT_MISSING, outside["first_seq"], detail))
             continue
-        inside = {**checkpoint_payload(seal), "signature": seal.signature}
+        inside = checkpoint_line(seal)
         if any(
             inside[k] != outside.get(k)
             for k in ("first_seq", "last_seq", "count", "head_hash", "prev_hash", "signature")

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
-from django.db import connection
+from django.db import connections
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Trunc
 from django.utils import timezone
@@ -56,7 +56,7 @@ def latency_percentiles(queryset: QuerySet[AuditEvent]) -> dict[str, float | Non
     except EmptyResultSet:  # no row can match (e.g. status_max=-1 on an unsigned column): the ORM says so here
         return dict.fromkeys(names)
     columns = ", ".join(f"PERCENTILE_CONT({p}) WITHIN GROUP (ORDER BY t.duration_ms) OVER ()" for p in PERCENTILES)
-    with connection.cursor() as cursor:
+    with connections[queryset.db].cursor() as cursor:  # the replica's, when the view reads from it
         cursor.execute(f"SELECT {columns} FROM ({sql}) t LIMIT 1", params)  # noqa: S608 - built from our own query
         row = cursor.fetchone()
     return dict(zip(names, [round(v, 3) if v is not None else None for v in (row or [None] * 3)], strict=True))

@@ -11,15 +11,19 @@ the first request that happens to read the setting.
 from __future__ import annotations
 
 import builtins
+import copy
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _MISSING = object()
+# Seconds to wait for the replica to accept a connection (mysqlclient connect_timeout).
+REPLICA_CONNECT_TIMEOUT = 2
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -158,3 +162,17 @@ def audit_seal_keys(env: Env) -> tuple[dict[str, str], str]:
     current_id = _current_id(env, id_name, keys, f"key of {ring_name}")
     # Checkpoints record the id as text: the ring is keyed the same way.
     return {str(ident): secret.decode() for ident, secret in keys.items()}, str(current_id)
+
+
+def replica_database(env: Env, default: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``replica`` database alias (``apps.core.replica``), or None without
+    ``AUDITGATE_DB_REPLICA_HOST``: a copy of ``default`` (same database, account and
+    password) on the replica's host and port, connecting with a short timeout so that a dead
+    replica is found out in seconds.  The test runner never creates a database for it."""
+    host = env.str("AUDITGATE_DB_REPLICA_HOST", "")
+    if not host:
+        return None
+    replica = copy.deepcopy(default)
+    replica.update(HOST=host, PORT=env.str("AUDITGATE_DB_REPLICA_PORT", "3306"), TEST={"MIRROR": "default"})
+    replica["OPTIONS"]["connect_timeout"] = REPLICA_CONNECT_TIMEOUT
+    return replica

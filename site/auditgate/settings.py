@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from auditgate.env import Env, audit_seal_keys, token_peppers
+from auditgate.env import Env, audit_seal_keys, replica_database, token_peppers
 
 SITE_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = SITE_DIR.parent
@@ -110,6 +110,15 @@ DATABASES: dict[str, dict[str, Any]] = {
         "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
     }
 }
+# An asynchronous replica of the primary (AUDITGATE_DB_REPLICA_HOST/_PORT): the audit trail's
+# list, detail, export and stats read from it while it is healthy (apps.core.replica); every
+# write, and every other read, stays on the primary.  Unset: one database, no router.
+_replica = replica_database(env, DATABASES["default"])
+if _replica is not None:
+    DATABASES["replica"] = _replica
+    DATABASE_ROUTERS = ["apps.core.replica.ReplicaRouter"]
+# A replica further behind than this (or not replicating) is not read from.
+AUDIT_REPLICA_MAX_LAG_SECONDS = env.int("AUDITGATE_DB_REPLICA_MAX_LAG_SECONDS", 30)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -24,3 +24,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # database; the test account must be granted it (the deploy grants test_auditgate only).
 if os.environ.get("AUDITGATE_TEST_DB_NAME"):
     DATABASES["default"]["TEST"]["NAME"] = os.environ["AUDITGATE_TEST_DB_NAME"]  # noqa: F405
+
+# A replica configured in the env files is the test database itself, never one of its own:
+# the router's tests fake its health (tests/core/test_replica.py).
+if "replica" in DATABASES:  # noqa: F405
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}  # noqa: F405

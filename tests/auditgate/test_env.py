@@ -136,3 +136,31 @@ def test_a_current_seal_key_id_outside_the_ring_stops_the_settings_at_start_up()
     assert started.returncode != 0
     assert "ImproperlyConfigured: AUDITGATE_AUDIT_SEAL_KEY_ID names no key" in started.stderr
     assert FIRST not in started.stderr
+
+
+# --- the read replica ----------------------------------------------------------------------
+
+DEFAULT_DATABASE = {
+    "ENGINE": "apps.core.mariadb", "NAME": "auditgate", "USER": "app", "PASSWORD": "pw", "HOST": "db1",
+    "PORT": "3306", "OPTIONS": {"charset": "utf8mb4"}, "TEST": {"CHARSET": "utf8mb4"},
+}  # fmt: skip
+
+
+def test_without_a_replica_host_there_is_no_replica_alias(tmp_path):
+    from auditgate.env import replica_database
+
+    assert replica_database(make_env(tmp_path, "AUDITGATE_DB_REPLICA_HOST=\n"), DEFAULT_DATABASE) is None
+    assert replica_database(make_env(tmp_path, ""), DEFAULT_DATABASE) is None
+
+
+def test_the_replica_alias_is_the_default_one_on_the_replica_host_with_a_short_connect_timeout(tmp_path):
+    from auditgate.env import replica_database
+
+    replica = replica_database(make_env(tmp_path, "AUDITGATE_DB_REPLICA_HOST=db2\n"), DEFAULT_DATABASE)
+    assert replica == {
+        **DEFAULT_DATABASE, "HOST": "db2", "PORT": "3306", "TEST": {"MIRROR": "default"},
+        "OPTIONS": {"charset": "utf8mb4", "connect_timeout": 2},
+    }  # fmt: skip
+    assert DEFAULT_DATABASE["OPTIONS"] == {"charset": "utf8mb4"}  # a copy: the primary's options are untouched
+    env = make_env(tmp_path, "AUDITGATE_DB_REPLICA_HOST=db2\nAUDITGATE_DB_REPLICA_PORT=3307\n")
+    assert replica_database(env, DEFAULT_DATABASE)["PORT"] == "3307"

@@ -52,4 +52,5 @@ STATS_EXAMPLE = {
     "recent_denials": [{"id": 1042, "occurred_at": "2026-03-02T08:15:27.113000+00:00", "actor_username": "bob",
                         "upstream_name": "crm", "method": "POST", "path": "/reports/x", "reason": "no_matching_rule",
                         "status": 403, "request_id": "ZT7b1X8AAQEAAB3xGk0AAAAB"}],
+    "read_from": "replica", "replica": {"state": "ok", "lag_seconds": 0},
 }  # fmt: skip

@@ -8,6 +8,7 @@ from rest_framework import serializers
 from apps.audit import chains
 from apps.audit.choices import Decision
 from apps.audit.models import AuditEvent
+from apps.core.api.serializers import ReplicaHealthSerializer
 
 _AS_IS: dict[Callable[..., Any], Callable[[Any], Any]] = {
     serializers.CharField.to_representation: str,
@@ -163,6 +164,10 @@ class AuditStatsSerializer(serializers.Serializer):
     latency_ms = LatencySerializer(help_text="Of completed gateway requests in the window.")
     top_callers = TopCallerSerializer(many=True, help_text="The 10 callers with the most gateway attempts.")
     recent_denials = DenialSerializer(many=True, help_text="The 20 newest denials in the window.")
+    read_from = serializers.ChoiceField(
+        choices=("default", "replica"), help_text="The database these figures were read from."
+    )
+    replica = ReplicaHealthSerializer(allow_null=True, help_text="The read replica's health; null without one.")
 
 
 AuditStatsSerializer._declared_fields["from"] = serializers.DateTimeField()

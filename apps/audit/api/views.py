@@ -34,6 +34,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.permissions import IsAuditor, is_auditor
 from apps.core.api.permissions import TokenScope, limit_to_token_upstreams, refuse, token_upstream_ids
 from apps.core.pagination import CursorPagination
+from apps.core.replica import reads_from_replica, replica_status
 
 
 class AuditEventPagination(CursorPagination):
@@ -110,12 +111,16 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
             queryset = AuditEvent.objects.filter(actor_id=self.request.user.pk)
         return limit_to_token_upstreams(queryset, self.request, "upstream_id")
 
+    # The reads of the trail may come from the replica (apps.core.replica); the caller, its
+    # groups and its token always come from the primary, and so does the event of the read.
+    @reads_from_replica(AuditEvent)
     def list(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         response = super().list(request, *args, **kwargs)  # the page first: it need not show its own read
         events.record(events.AUDIT_VIEWED, acting=Acting.from_request(request),
                       query=request.META.get("QUERY_STRING", "")[:2000])  # fmt: skip
         return response
 
+    @reads_from_replica(AuditEvent)
     def retrieve(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         response = super().retrieve(request, *args, **kwargs)
         events.record(events.AUDIT_VIEWED, acting=Acting.from_request(request), object_type="audit.auditevent",
@@ -131,12 +136,15 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"format": [f"One of: {', '.join(formats)}."]}) from None
 
     @action(detail=False, renderer_classes=[CSVRenderer, NDJSONRenderer, JSONRenderer])
+    @reads_from_replica(AuditEvent)
     def export(self, request: Any) -> StreamingHttpResponse:
         """The filtered events as CSV (default) or NDJSON (``?format=ndjson``), streamed."""
         if request.query_params.get("format", "csv") not in ("csv", "ndjson"):
             raise ValidationError({"format": ["csv or ndjson."]})
         kind = "ndjson" if request.accepted_renderer.format == "ndjson" else "csv"
+        # The database is chosen now, inside the scope: the body streams after the view returned.
         queryset = self.filter_queryset(self.get_queryset())
+        queryset = queryset.using(queryset.db)
         events.record(events.AUDIT_EXPORTED, acting=Acting.from_request(request),
                       query=request.META.get("QUERY_STRING", "")[:2000])  # fmt: skip
         lines = exporting.ndjson_lines(queryset) if kind == "ndjson" else exporting.csv_lines(queryset)
@@ -146,6 +154,7 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
         return response
 
     @action(detail=True)
+    @reads_from_replica(AuditEvent)
     def chain(self, request: Any, pk: str) -> Response:
         """The tree of requests this event belongs to, from the user's request down."""
         found = chains.tree(self.get_queryset(), self.get_object())
@@ -214,6 +223,7 @@ class AuditStatsView(generics.GenericAPIView):
         responses=AuditStatsSerializer,
         examples=[OpenApiExample("Last 24 hours", value=STATS_EXAMPLE, response_only=True)],
     )
+    @reads_from_replica(AuditEvent)
     def get(self, request: Any) -> Response:
         bucket = request.query_params.get("bucket", "hour")
         if bucket not in stats.BUCKETS:
@@ -235,5 +245,7 @@ class AuditStatsView(generics.GenericAPIView):
                 "latency_ms": stats.latency_percentiles(gateway.filter(event_type="gateway.request")),
                 "top_callers": stats.top_callers(gateway),
                 "recent_denials": stats.recent_denials(gateway),
+                "read_from": queryset.db,
+                "replica": replica_status(),
             }
         )

@@ -12,11 +12,23 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.api.serializers import ReplicaHealthSerializer
+from apps.core.replica import replica_status
+
 logger = logging.getLogger(__name__)
 
 
+_REPLICA_FIELD = ReplicaHealthSerializer(
+    required=False, help_text="Only with a read replica configured. Informative: the status code never depends on it."
+)
+
+
 class HealthView(APIView):
-    """Liveness and database reachability, for load balancers and the deploy's smoke check."""
+    """Liveness and database reachability, for load balancers and the deploy's smoke check.
+
+    With a read replica configured, ``replica`` says how it is (``apps.core.replica``, probed
+    at most every few seconds).  The status code is the primary's alone: audit reads fall
+    back to the primary, so a replica outage must not take a web host out of the pool."""
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
@@ -24,7 +36,7 @@ class HealthView(APIView):
     @extend_schema(
         summary="Liveness and database check",
         responses={
-            200: inline_serializer("Health", {"status": serializers.CharField()}),
+            200: inline_serializer("Health", {"status": serializers.CharField(), "replica": _REPLICA_FIELD}),
             503: OpenApiResponse(
                 inline_serializer("HealthUnavailable", {"status": serializers.CharField(),
                                   "code": serializers.CharField(), "request_id": serializers.CharField()}),
@@ -43,7 +55,10 @@ class HealthView(APIView):
                 {"status": "unavailable", "code": "database_unavailable", "request_id": request.request_id},
                 status=503,
             )
-        return Response({"status": "ok"})
+        body: dict[str, Any] = {"status": "ok"}
+        if (replica := replica_status()) is not None:
+            body["replica"] = replica
+        return Response(body)
 
 
 class MeView(APIView):

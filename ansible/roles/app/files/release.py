@@ -12,6 +12,11 @@ same id, and any change gives a new one.
     release.py build REPO OUT_DIR [--exclude PREFIX ...] [--keep N]
         writes OUT_DIR/auditgate-<id>.tar.gz unless it exists, keeps the N newest
         tarballs, and prints {"id": ..., "tarball": ..., "changed": bool}
+    release.py wheels REPO OUT_DIR
+        builds a wheel of every requirement (REPO/requirements.txt) with this Python, so
+        that hosts without a package index install them (pip --no-index); writes
+        OUT_DIR/wheels-<id>.tar unless it exists, where id hashes requirements.txt, and
+        prints {"id": ..., "tarball": ..., "changed": bool}
 
 The tarball holds root-owned entries with modes 0644/0755 and ends with a
 ``RELEASE_ID`` file. A release directory that has ``RELEASE_ID`` was extracted
@@ -25,6 +30,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -105,6 +111,30 @@ def build(repo: Path, out_dir: Path, names: list[str], rid: str) -> tuple[Path, 
     return tarball, True
 
 
+def build_wheels(repo: Path, out_dir: Path) -> tuple[str, Path, bool]:
+    """The requirements as wheels built here: the controller is a Debian 12 host like the
+    web hosts (same Python, same libraries), so its wheels (mod_wsgi, mysqlclient) fit them."""
+    requirements = repo / "requirements.txt"
+    wid = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+    tarball = out_dir / f"wheels-{wid}.tar"
+    if tarball.exists():
+        return wid, tarball, False
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".wheels-") as tmp:
+        wheel_dir = Path(tmp) / "wheels"
+        pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--use-pep517", "--wheel-dir", str(wheel_dir)]
+        # stdout carries the JSON answer only.
+        subprocess.run([*pip_wheel, "-r", str(requirements)], check=True, stdout=sys.stderr)
+        shutil.copy(requirements, wheel_dir / "requirements.txt")
+        partial = Path(tmp) / "wheels.tar"
+        with tarfile.open(partial, "w") as tar:
+            for wheel in sorted(wheel_dir.iterdir()):
+                tar.add(wheel, arcname=wheel.name, filter=_normalise)
+        os.chmod(partial, 0o644)
+        os.replace(partial, tarball)
+    return wid, tarball, True
+
+
 def prune(out_dir: Path, keep: int) -> None:
     tarballs = sorted(out_dir.glob("auditgate-*.tar.gz"), key=lambda p: p.stat().st_mtime)
     for old in tarballs[:-keep] if keep > 0 else []:
@@ -122,7 +152,15 @@ def main(argv: list[str]) -> int:
     build_cmd.add_argument("--keep", type=int, default=5)
     for cmd in (id_cmd, build_cmd):
         cmd.add_argument("--exclude", action="append", default=[], metavar="PREFIX")
+    wheels_cmd = sub.add_parser("wheels")
+    wheels_cmd.add_argument("repo", type=Path)
+    wheels_cmd.add_argument("out_dir", type=Path)
     args = parser.parse_args(argv)
+
+    if args.command == "wheels":
+        wid, tarball, changed = build_wheels(args.repo.resolve(), args.out_dir)
+        print(json.dumps({"id": wid, "tarball": str(tarball), "changed": changed}))
+        return 0
 
     repo = args.repo.resolve()
     names = release_files(repo, args.exclude)

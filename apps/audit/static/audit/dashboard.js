@@ -124,6 +124,17 @@ function render(stats) {
   }
 }
 
+// The read replica's state and lag, and where the figures came from (only with a replica).
+function showReplica(body) {
+  const line = document.getElementById("replica");
+  line.hidden = body.replica === null || body.replica === undefined;
+  if (line.hidden) return;
+  const { state, lag_seconds: lag } = body.replica;
+  const behind = lag === null ? "lag unknown" : `${lag} s behind`;
+  line.textContent = `Replica: ${state} (${behind}); figures from the ${body.read_from === "replica" ? "replica" : "primary"}`;
+  line.className = `replica-${state}`;
+}
+
 let latest = null;
 
 async function load() {
@@ -140,6 +151,7 @@ async function load() {
     latest = body;
     fillUpstreams(body.counts);
     render(body);
+    showReplica(body);
     status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     root.dataset.loaded = "true";
   } catch (error) {
