@@ -10,6 +10,7 @@ declares its date-time filters as ``IsoDateTimeFilter`` from here.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -42,8 +43,17 @@ class BooleanFilter(django_filters.BooleanFilter):
     field_class = BooleanQueryField
 
 
+class StrictIntegerField(forms.IntegerField):
+    """Digits only: Django's IntegerField also takes "0.0" and "1e2", which the schema's integer does not."""
+
+    def to_python(self, value: Any) -> int | None:
+        if isinstance(value, str) and value.strip() and not re.fullmatch(r"\s*[+-]?\d+\s*", value):
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
+
+
 class IntegerFilter(django_filters.NumberFilter):
-    field_class = forms.IntegerField
+    field_class = StrictIntegerField
 
 
 class IsoDateTimeField(BaseIsoDateTimeField):

@@ -68,6 +68,15 @@ def test_an_invalid_filter_value_is_a_400_not_a_500(auditor):
     assert response.json()["code"] == "invalid"
 
 
+@pytest.mark.parametrize("value", ["0.0", "200.0", "1e2", "2 00"])
+@pytest.mark.parametrize("path", ["/api/audit/events/", "/api/audit/events/export/"])
+def test_an_integer_filter_refuses_what_is_not_an_integer(auditor, path, value):
+    # Django's IntegerField alone reads "200.0" as 200: a filter the schema calls integer must not.
+    response = auditor.get(path, {"status": value, "format": "ndjson"})
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
+
+
 @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
 def test_nobody_can_change_events_through_the_api(client_for, admin_user, method, make_event):
     event = make_event()
