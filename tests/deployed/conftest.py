@@ -69,13 +69,23 @@ def logged_by_apache(request_id: str) -> bool:
 
 
 def daemons(group: str) -> list[tuple[int, str]]:
-    """(pid, user) of the mod_wsgi daemon processes of ``group``, by their display-name."""
+    """(pid, user) of this host's mod_wsgi daemon processes of ``group``, by their display-name.
+
+    Only this PID namespace's: the multi-host tests' hosts (tests/multihost) run daemons of the
+    same names in their own, which ``ps`` here lists too, and which no test here may count or kill."""
     output = subprocess.run(["ps", "-eo", "pid=,user:32=,args="], capture_output=True, text=True, check=True).stdout
     return [
         (int(pid), user)
         for pid, user, args in (line.split(None, 2) for line in output.splitlines())
-        if args.split()[0] == f"({group})"
+        if args.split()[0] == f"({group})" and in_this_pid_namespace(int(pid))
     ]
+
+
+def in_this_pid_namespace(pid: int) -> bool:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid") == os.readlink("/proc/self/ns/pid")
+    except OSError:  # gone meanwhile
+        return False
 
 
 def settled_events(admin, params: dict[str, str], timeout: float = 5.0) -> list[dict]:
