@@ -73,6 +73,9 @@ REFUSALS = MappingProxyType(
         "invalid_trace_context": Refusal(400, "The auditgate tracestate entry is not valid."),
         "too_many_hops": Refusal(508, "This chain of services calling through the gateway is too deep."),
         "upgrade_not_supported": Refusal(501, "Protocol upgrades other than WebSocket are not proxied."),
+        # A deployment fault (AUDITGATE_SECRETS_KEYS lacks the key): nothing is forwarded without the
+        # upstream's credential; retry once the operator restored the key.
+        "upstream_secret_unreadable": Refusal(503, "The gateway cannot read this upstream's stored credential now."),
         # The upstream leg (apps.gateway.choices.UpstreamError).
         "upstream_refused": Refusal(502, _UPSTREAM_FAILED),
         "upstream_dns_failed": Refusal(502, _UPSTREAM_FAILED),

@@ -29,6 +29,8 @@ class Reason(models.TextChoices):
     INVALID_TRACE_CONTEXT = "invalid_trace_context"
     TOO_MANY_HOPS = "too_many_hops"
     UPGRADE_NOT_SUPPORTED = "upgrade_not_supported"
+    # The upstream's credential or identity key is stored under a key the secrets ring lacks.
+    UPSTREAM_SECRET_UNREADABLE = "upstream_secret_unreadable"
 
 
 class UpstreamError(models.TextChoices):

@@ -19,6 +19,7 @@ from the other (API) daemon group, so it can never wait for a thread of its own.
 from __future__ import annotations
 
 import hmac
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,11 +29,14 @@ from django.utils import timezone
 
 from apps.audit.events import GATEWAY_REQUEST
 from apps.audit.models import AuditEvent
+from apps.core.secrets_at_rest import UnreadableSecret
 from apps.gateway import identity
 from apps.gateway.authentication import load_token, token_cache
 from apps.gateway.cache import TTLCache
 from apps.gateway.choices import IntrospectionReason as Why
 from apps.gateway.models import Upstream
+
+logger = logging.getLogger(__name__)
 
 # The assertion may have been signed on another web host, whose clock may differ a little.
 _FUTURE_SKEW_SECONDS = 5
@@ -59,6 +63,8 @@ def authenticate_caller(name: str, key: str) -> Upstream | None:
     """The upstream named ``name`` if ``key`` is its identity key (constant time)."""
     upstream = _callers.get_or_load(name, lambda: Upstream.objects.filter(name=name).first())
     stored = upstream.identity_key if upstream is not None else ""
+    if upstream is not None and isinstance(stored, UnreadableSecret):  # empty text: no caller matches
+        logger.error("Upstream %s: no key of AUDITGATE_SECRETS_KEYS decrypts its identity_key", name)
     # Compare even when there is no such upstream, so timing does not tell names apart.
     matches = hmac.compare_digest((stored or "\0").encode(), key.encode())
     return upstream if upstream is not None and stored and upstream.enabled and matches else None

@@ -2,11 +2,13 @@
 found, or raises ``Refused``.  Nothing here writes the audit trail: ``apps.gateway.views``
 builds the attempt from these values, in one place.
 
-authenticate -> Caller;  check -> Framing;  resolve -> Upstream;  decide -> Verdict
+authenticate -> Caller;  check -> Framing;  resolve -> Upstream;  decide -> Verdict;
+secrets_readable (the upstream's stored secrets decrypt)
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +19,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import exceptions
 
-from apps.core import refusals
+from apps.core import refusals, secrets_at_rest
 from apps.gateway import headers, paths, tracing
 from apps.gateway.addresses import client_ip
 from apps.gateway.authentication import APITokenAuthentication
@@ -26,6 +28,8 @@ from apps.gateway.choices import HTTP_METHODS, Reason
 from apps.gateway.models import Upstream
 from apps.gateway.models.upstreams import UnsafeTarget
 from apps.gateway.policy import AccessRequest, Verdict, decide
+
+logger = logging.getLogger(__name__)
 
 _upstreams: TTLCache[Upstream | None] = TTLCache(settings.POLICY_CACHE_SECONDS)
 _groups: TTLCache[tuple[frozenset[int], tuple[str, ...]]] = TTLCache(settings.POLICY_CACHE_SECONDS)
@@ -193,6 +197,15 @@ def resolve(upstream_name: str) -> Upstream:
     if upstream is None:
         raise Refused(Reason.UPSTREAM_NOT_FOUND, f"No upstream named {upstream_name!r}.")
     return upstream
+
+
+def secrets_readable(upstream: Upstream) -> None:
+    """Refuse rather than forward without the upstream's credential or identity header when its
+    stored secrets cannot be decrypted (apps.core.secrets_at_rest): a key missing from the ring."""
+    unreadable = secrets_at_rest.unreadable_fields(upstream)
+    if unreadable:
+        logger.error("Upstream %s: no key of AUDITGATE_SECRETS_KEYS decrypts its %s", upstream.name, unreadable)
+        raise Refused(Reason.UPSTREAM_SECRET_UNREADABLE)
 
 
 def allow(call: Call, caller: Caller, upstream: Upstream, framing: Framing) -> Verdict:

@@ -131,6 +131,8 @@ def decide(request: HttpRequest, call: Call, *, websocket: bool = False) -> Deci
         framing = steps.check(request, call, websocket=websocket)
         target = steps.resolve(call.upstream_name)
         verdict = steps.allow(call, caller, target, framing)
+        # After the policy: only a caller it lets in learns that the secrets cannot be read.
+        steps.secrets_readable(target)
         url = steps.target_url(target, framing, call)
     except Refused as refusal:
         attempt = audit_attempt(

@@ -10,6 +10,8 @@ the first request that happens to read the setting.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import builtins
 import copy
 import os
@@ -127,6 +129,31 @@ def token_peppers(env: Env, default: str | None = None) -> tuple[dict[int, bytes
     have expired.  An id outside the set stops start-up: no token could be made or checked."""
     peppers = env.key_ring("AUDITGATE_TOKEN_PEPPERS", default)
     return peppers, _current_id(env, "AUDITGATE_TOKEN_PEPPER_ID", peppers, "pepper of AUDITGATE_TOKEN_PEPPERS")
+
+
+def secrets_keys(env: Env, default: str | None = None) -> tuple[dict[int, bytes], int]:
+    """The key ring that encrypts secrets stored in the database (id -> Fernet key) and the id of
+    the key new values are encrypted with (default: the highest).
+
+    ``AUDITGATE_SECRETS_KEYS`` is "2:<key>,1:<key>", each key a Fernet key (urlsafe base64 of 32
+    random bytes); ``AUDITGATE_SECRETS_KEY_ID`` picks the current one.  Every key decrypts, so a
+    new key can be made current at once and the older one dropped after ``manage.py rekey``.
+    A key that is not a Fernet key stops start-up: the first stored secret would fail instead."""
+    keys = env.key_ring("AUDITGATE_SECRETS_KEYS", default)
+    for ident, key in keys.items():
+        if not _is_fernet_key(key):
+            raise ImproperlyConfigured(
+                f"AUDITGATE_SECRETS_KEYS: key {ident} is not a Fernet key (urlsafe base64 of 32 bytes), make one with: "
+                'python3 -c "import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())"'
+            )
+    return keys, _current_id(env, "AUDITGATE_SECRETS_KEY_ID", keys, "key of AUDITGATE_SECRETS_KEYS")
+
+
+def _is_fernet_key(key: bytes) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(key)) == 32
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _current_id(env: Env, name: str, ids: Iterable[int], what: str) -> int:

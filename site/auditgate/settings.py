@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from auditgate.env import Env, audit_seal_keys, replica_database, token_peppers
+from auditgate.env import Env, audit_seal_keys, replica_database, secrets_keys, token_peppers
 
 SITE_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = SITE_DIR.parent
@@ -220,6 +220,15 @@ TOKEN_MAX_LIFETIME_DAYS = env.int("AUDITGATE_TOKEN_MAX_LIFETIME_DAYS", 90)
 POLICY_CACHE_SECONDS = 1.0
 # last_used_at / last_used_ip are written at most once per this many seconds per token.
 TOKEN_LAST_USED_INTERVAL = 60
+
+# --- Secrets at rest --------------------------------------------------------------------
+# Upstream credentials and identity keys are stored as Fernet tokens (apps.core.secrets_at_rest)
+# under a key ring of their own, never derived from SECRET_KEY: "2:<fernet key>,1:<fernet key>",
+# AUDITGATE_SECRETS_KEY_ID the current key (default: the highest id). Every key decrypts; after a
+# new key is made current, `manage.py rekey` re-encrypts every secret under it and the old key
+# can go. The web daemons decrypt, so the ring sits with SECRET_KEY and the token peppers in
+# auditgate.env (0640 root:auditgate): a root-only file would be one the daemons cannot read.
+SECRETS_KEYS, SECRETS_KEY_ID = secrets_keys(env, "1:ZGV2LW9ubHktc2VjcmV0cy1rZXktbmV2ZXItdXNlISE=" if DEV_MODE else None)
 
 # --- Audit trail -------------------------------------------------------------------------
 # The sealer (manage.py audit_seal, run by cron) chains events into signed checkpoints.

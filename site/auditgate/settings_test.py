@@ -8,6 +8,12 @@ import os
 import tempfile
 
 os.environ.setdefault("AUDITGATE_ENV_FILE", "/etc/auditgate/auditgate.env:/etc/auditgate/test.env")
+# A key ring of the tests' own (the deployed one stays unused): two keys, the test key current, so that
+# tests can drop or add a key (tests/core/test_secrets_at_rest.py).
+os.environ.setdefault(
+    "AUDITGATE_SECRETS_KEYS",
+    "2:dGVzdC1vbmx5LXNlY3JldHMta2V5LW5ldmVyLXVzZSE=,1:ZGV2LW9ubHktc2VjcmV0cy1rZXktbmV2ZXItdXNlISE=",
+)
 
 from auditgate.settings import *  # noqa: F403
 

@@ -164,3 +164,51 @@ def test_the_replica_alias_is_the_default_one_on_the_replica_host_with_a_short_c
     assert DEFAULT_DATABASE["OPTIONS"] == {"charset": "utf8mb4"}  # a copy: the primary's options are untouched
     env = make_env(tmp_path, "AUDITGATE_DB_REPLICA_HOST=db2\nAUDITGATE_DB_REPLICA_PORT=3307\n")
     assert replica_database(env, DEFAULT_DATABASE)["PORT"] == "3307"
+
+
+# --- the secrets key ring ------------------------------------------------------------------
+
+FERNET_1 = "ZGV2LW9ubHktc2VjcmV0cy1rZXktbmV2ZXItdXNlISE="
+FERNET_2 = "dGVzdC1vbmx5LXNlY3JldHMta2V5LW5ldmVyLXVzZSE="
+
+
+def secrets_ring(environ: dict[str, str]):
+    from auditgate.env import secrets_keys
+
+    return secrets_keys(Env([], environ))
+
+
+def test_the_secrets_key_ring_is_keyed_by_id_and_the_highest_id_is_current():
+    keys = {1: FERNET_1.encode(), 2: FERNET_2.encode()}
+    assert secrets_ring({"AUDITGATE_SECRETS_KEYS": f"2:{FERNET_2},1:{FERNET_1}"}) == (keys, 2)
+    chosen = {"AUDITGATE_SECRETS_KEYS": f"2:{FERNET_2},1:{FERNET_1}", "AUDITGATE_SECRETS_KEY_ID": "1"}
+    assert secrets_ring(chosen) == (keys, 1)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({}, "Set the AUDITGATE_SECRETS_KEYS"),
+        ({"AUDITGATE_SECRETS_KEYS": f"1:{FERNET_1}", "AUDITGATE_SECRETS_KEY_ID": "2"}, "names no key"),
+        ({"AUDITGATE_SECRETS_KEYS": f"1:{FERNET_1},2:not-a-fernet-key-at-all"}, "key 2 is not a Fernet key"),
+        ({"AUDITGATE_SECRETS_KEYS": FERNET_1}, "expected 'id:secret' pairs"),
+    ],
+)
+def test_a_secrets_key_ring_that_cannot_decrypt_stops_start_up_without_its_keys(environ, message):
+    with pytest.raises(ImproperlyConfigured, match=message) as refused:
+        secrets_ring(environ)
+    assert FERNET_1 not in str(refused.value)
+
+
+def test_outside_development_the_settings_need_a_secrets_key_ring():
+    environ = {
+        "PATH": os.environ.get("PATH", ""), "AUDITGATE_ENV_FILE": "", "AUDITGATE_SECRET_KEY": "x" * 50,
+        "AUDITGATE_ALLOWED_HOSTS": "gate.example", "AUDITGATE_DB_PASSWORD": "pw",
+        "AUDITGATE_TOKEN_PEPPERS": "1:a-pepper-of-16-chars",
+    }  # fmt: skip
+    started = subprocess.run(
+        [sys.executable, "-c", "import auditgate.settings"],
+        cwd=settings.SITE_DIR, env=environ, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert started.returncode != 0
+    assert "ImproperlyConfigured: Set the AUDITGATE_SECRETS_KEYS environment variable." in started.stderr

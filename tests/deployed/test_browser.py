@@ -18,6 +18,7 @@ import pytest
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -106,14 +107,74 @@ def test_an_auditor_logs_in_and_filters_the_audit_events(browser, auditor_login)
     browser.save_screenshot(str(SHOTS / "audit-events-filtered.png"))
 
 
-def test_the_audit_dashboard_draws_its_charts_from_the_stats_api(browser, auditor_login):
+def legend(driver: webdriver.Chrome, chart: str) -> dict[str, str]:
+    """The series names in a uPlot chart's legend and the values it shows for them ("--": none)."""
+    rows = driver.find_elements(By.CSS_SELECTOR, f"#{chart} .u-legend .u-series")
+    return {
+        row.find_element(By.CSS_SELECTOR, ".u-label").text: row.find_element(By.CSS_SELECTOR, ".u-value").text
+        for row in rows
+    }
+
+
+def denial_listed(driver: webdriver.Chrome, request_id: str) -> bool:
+    """Whether the recent denials list ``request_id``; if not, asks the dashboard to load again (its
+    figures may come from a replica a moment behind)."""
+    if driver.find_elements(By.XPATH, f"//button[contains(@class,'chain-open')][text()='{request_id}']"):
+        return True
+    if driver.find_element(By.ID, "status").text.startswith("Updated"):
+        driver.execute_script("document.forms.controls.elements.window.dispatchEvent(new Event('change'))")
+    return False
+
+
+def check_the_dashboard(driver: webdriver.Chrome, request_id: str) -> None:
+    """The charts drawn by uPlot, their cursor values, a drag zoom and its reset, the chain of a denial."""
+    for chart in ("chart-time", "chart-upstreams"):
+        assert driver.find_elements(By.CSS_SELECTOR, f"#{chart} .uplot canvas"), chart
+    values = legend(driver, "chart-time")
+    assert {"requests", "denials", "errors"} <= set(values), values
+    assert all(values[name] == "--" for name in ("requests", "denials", "errors")), values  # no cursor yet
+    assert len(legend(driver, "chart-upstreams")) >= 2  # the time and at least one upstream
+
+    over = driver.find_element(By.CSS_SELECTOR, "#chart-time .u-over")  # uPlot's mouse layer, over the canvas
+    ActionChains(driver).move_to_element(over).pause(0.2).perform()
+    wait(driver, lambda d: legend(d, "chart-time")["requests"].isdigit())
+    values = legend(driver, "chart-time")
+    assert all(values[name].isdigit() for name in ("requests", "denials", "errors")), values
+    driver.save_screenshot(str(SHOTS / "audit-dashboard.png"))
+
+    chart = driver.find_element(By.ID, "chart-time")
+    assert chart.get_attribute("data-zoomed") == "false"
+    width = over.size["width"]
+    drag = ActionChains(driver).move_to_element_with_offset(over, -width // 5, 0).click_and_hold()
+    drag.move_by_offset(width // 10, 0).move_by_offset(width // 10, 0).move_by_offset(width // 10, 0)
+    drag.release().perform()
+    wait(driver, lambda d: chart.get_attribute("data-zoomed") == "true")
+    driver.save_screenshot(str(SHOTS / "audit-dashboard-zoomed.png"))
+    driver.find_element(By.CSS_SELECTOR, "button.reset-zoom[data-chart='chart-time']").click()
+    wait(driver, lambda d: chart.get_attribute("data-zoomed") == "false")
+
+    button = driver.find_element(By.XPATH, f"//button[contains(@class,'chain-open')][text()='{request_id}']")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    button.click()
+    wait(driver, lambda d: d.find_element(By.ID, "chain").get_attribute("data-loaded") == "true")
+    requested = driver.find_element(By.CSS_SELECTOR, "#chain-tree .chain-node.requested")
+    assert request_id in requested.text and "deny" in requested.text, requested.text
+    assert "Could not load" not in driver.find_element(By.ID, "chain-status").text
+    driver.execute_script("document.getElementById('chain').scrollIntoView()")
+    driver.save_screenshot(str(SHOTS / "audit-dashboard-chain.png"))
+
+
+def test_the_audit_dashboard_draws_its_charts_from_the_stats_api(browser, auditor_login, admin, registered_upstream):
+    # A denial of its own, so that the recent denials list one whose chain can be opened.
+    response = admin.get(f"{BASE_URL}/gw/{registered_upstream}/secret", timeout=10)
+    assert response.status_code == 403, response.text
+    request_id = response.json()["request_id"]
     log_in(browser, *auditor_login, "/audit/dashboard/")
     wait(browser, lambda d: d.find_element(By.ID, "dashboard").get_attribute("data-loaded") == "true")
-    assert browser.find_elements(By.CSS_SELECTOR, "#chart-time svg")
-    assert browser.find_elements(By.CSS_SELECTOR, "#chart-upstreams svg")
     assert "Could not load" not in browser.find_element(By.ID, "status").text
     assert browser.find_element(By.ID, "latency").text.endswith("ms")
-    browser.save_screenshot(str(SHOTS / "audit-dashboard.png"))
+    wait(browser, lambda d: denial_listed(d, request_id), 60)
+    check_the_dashboard(browser, request_id)
 
 
 def test_an_administrator_browses_the_upstreams_and_logs_out(browser, admin, registered_upstream):

@@ -8,6 +8,7 @@ import hmac
 import json
 
 import pytest
+from cryptography.fernet import Fernet
 
 from apps.audit.models import AuditEvent
 from tests.gateway.test_proxy_view import body_of, only_event
@@ -40,6 +41,22 @@ def test_the_upstream_credential_is_injected_and_never_recorded(call, make_upstr
     admin = client_for(admin_user)
     for url in ("/api/upstreams/", f"/api/audit/events/{event.id}/", "/api/audit/events/"):
         assert b"upstream-s3cret-value" not in admin.get(url).content, url
+
+
+def test_a_credential_no_key_decrypts_is_refused_503_audited_and_nothing_forwarded(
+    call, make_upstream, upstream_server, settings, caplog
+):
+    make_upstream(upstream_server.url, credential_header="X-Api-Key", credential_value="upstream-s3cret-value")
+    settings.SECRETS_KEYS, settings.SECRETS_KEY_ID = {9: Fernet.generate_key()}, 9  # the key is gone
+    seen_before = len(upstream_server.server.seen)
+    response, body = call("get", "/gw/up/x")
+    assert (response.status_code, json.loads(body)["code"]) == (503, "upstream_secret_unreadable")
+    assert len(upstream_server.server.seen) == seen_before
+    event = only_event()
+    assert (event.decision, event.reason, event.status, event.injected_credential) == (
+        "deny", "upstream_secret_unreadable", 503, ""
+    )  # fmt: skip
+    assert "no key of AUDITGATE_SECRETS_KEYS decrypts its ['credential_value']" in caplog.text
 
 
 def test_the_identity_header_verifies_with_the_documented_recipe(call, make_upstream, upstream_server, alice):

@@ -19,6 +19,7 @@ from apps.core.fields import (
     StrictDateTimeField,
     StrictStringMixin,
 )
+from apps.core.secrets_at_rest import is_set
 from apps.gateway import paths, tokens
 from apps.gateway import scopes as token_scopes
 from apps.gateway.api.permissions import request_token
@@ -60,11 +61,12 @@ class UpstreamSerializer(serializers.HyperlinkedModelSerializer):
             "created_at", "updated_at",
         )  # fmt: skip
 
+    # A secret stored under a key the ring lacks is still set (apps.core.secrets_at_rest.UnreadableSecret).
     def get_has_credential(self, upstream: Upstream) -> bool:
-        return bool(upstream.credential_header and upstream.credential_value)
+        return bool(upstream.credential_header and is_set(upstream.credential_value))
 
     def get_has_identity_key(self, upstream: Upstream) -> bool:
-        return bool(upstream.identity_key)
+        return is_set(upstream.identity_key)
 
     def validate_allowed_methods(self, value: list[str]) -> list[str]:
         return _ordered_methods(value)

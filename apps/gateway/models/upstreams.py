@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from apps.core.secrets_at_rest import EncryptedTextField
 from apps.gateway import paths
 from apps.gateway.choices import HTTP_METHODS
 from apps.gateway.targets import check_base_url
@@ -87,12 +88,14 @@ class Upstream(models.Model):
         default=False,
         help_text="Forward even when the audit trail cannot record the attempt (logged loudly). Default: refuse (503).",
     )
-    # Write-only secrets: never returned by the API or shown by the admin, never logged or audited.
+    # Write-only secrets: never returned by the API or shown by the admin, never logged or audited,
+    # stored encrypted (apps.core.secrets_at_rest).  The lengths are the API's and the admin's
+    # (serializers, forms); a column holds the token, about 1.4 x the text + 100 characters.
     credential_header = models.CharField(
         max_length=100, blank=True, validators=[validate_header_name], help_text="e.g. Authorization or X-Api-Key."
     )
-    credential_value = models.CharField(max_length=1000, blank=True)
-    identity_key = models.CharField(
+    credential_value = EncryptedTextField(max_length=1000, blank=True)
+    identity_key = EncryptedTextField(
         max_length=200, blank=True, help_text="HMAC key of the X-Auditgate-Identity header; empty: no header."
     )
     created_at = models.DateTimeField(auto_now_add=True)

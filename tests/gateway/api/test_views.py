@@ -49,6 +49,21 @@ def test_upstream_secrets_are_write_only_and_masked_in_the_audit_trail(api):
     assert event.changes["credential_value"] == [None, "********"]
 
 
+def test_stored_secrets_leave_neither_text_nor_token_in_the_audit_trail(api):
+    payload = {"name": "crm", "base_url": "http://127.0.0.1:1", "internal": True, "credential_header": "X-Api-Key",
+               "credential_value": "very-secret-credential", "identity_key": "very-secret-identity"}  # fmt: skip
+    url = api.post("/api/upstreams/", payload, format="json").json()["url"]
+    api.patch(url, {"identity_key": "another-secret-identity", "read_timeout": 10}, format="json")
+    api.patch(url, {"description": "only this"}, format="json")  # a save re-encrypts: no change to record
+    api.delete(url)
+    events = list(AuditEvent.objects.filter(object_type="gateway.upstream").order_by("id"))
+    assert [e.changes.get("identity_key") for e in events] == [
+        [None, "********"], ["********", "********"], None, ["********", None]
+    ]  # fmt: skip
+    for event in events:
+        assert "gAAAA" not in str(event.changes) and "secret" not in str(event.changes)
+
+
 def test_a_credential_header_needs_its_value(api):
     payload = {"name": "crm", "base_url": "http://127.0.0.1:1", "internal": True, "credential_header": "X-Api-Key"}
     response = api.post("/api/upstreams/", payload, format="json")

@@ -1,17 +1,15 @@
-// The audit dashboard: reads /api/audit/stats (same origin, session cookie) and draws SVG.
-// No chart library: bars and axes are a few SVG elements; every text goes in as text.
+// The audit dashboard: reads /api/audit/stats (same origin, session cookie) and draws its time
+// series with uPlot (vendor/uplot, loaded before this file); every text goes in as text.
+// A request's causal chain (/api/audit/events/<id>/chain/) opens from the recent denials.
 "use strict";
 
-const SVG = "http://www.w3.org/2000/svg";
 const root = document.getElementById("dashboard");
 const form = document.getElementById("controls");
-
-function el(name, attrs, text) {
-  const node = document.createElementNS(SVG, name);
-  for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+const STEP = { minute: 60, hour: 3600, day: 86400 };  // seconds per bucket, to fill the empty ones
+const COLOURS = { requests: "#4f7cff", denials: "#f5a524", errors: "#e5484d" };
+const PALETTE = ["#4f7cff", "#f5a524", "#e5484d", "#30a46c", "#8e4ec6", "#12a594", "#d6409f", "#5b6475"];
+const MAX_UPSTREAM_SERIES = 7;  // more upstreams than this: the rest are summed as "(others)"
+const charts = {};
 
 function cell(row, text, className) {
   const td = row.insertCell();
@@ -20,54 +18,106 @@ function cell(row, text, className) {
   return td;
 }
 
-// {bucket -> {requests, denials, errors}} from the API's counts, for one upstream or all.
-function series(counts, upstream) {
-  const byBucket = new Map();
+function seconds(iso) {
+  return Math.round(new Date(iso).getTime() / 1000);
+}
+
+function utc(iso) {
+  return new Date(iso).toISOString().replace("T", " ").slice(0, 19);
+}
+
+// The x values: every bucket from the window's start to its end (empty buckets count 0), plus
+// any bucket the API returned off that grid.
+function buckets(stats, counts) {
+  const present = [...new Set(counts.map((row) => seconds(row.bucket)))].sort((a, b) => a - b);
+  const step = STEP[stats.bucket];
+  const xs = new Set(present);
+  if (step && present.length) {
+    const from = seconds(stats.from), to = seconds(stats.to), anchor = present[0];
+    const start = anchor - Math.floor((anchor - from) / step) * step;
+    if ((to - start) / step < 50000) for (let x = start; x <= to; x += step) xs.add(x);
+  }
+  return [...xs].sort((a, b) => a - b);
+}
+
+// uPlot's columns: [xs, requests, denials, errors] for one upstream or all.
+function outcomeData(stats, upstream) {
+  const counts = stats.counts.filter((row) => !upstream || row.upstream_name === upstream);
+  const xs = buckets(stats, counts);
+  const index = new Map(xs.map((x, i) => [x, i]));
+  const columns = [xs, xs.map(() => 0), xs.map(() => 0), xs.map(() => 0)];
   for (const row of counts) {
-    if (upstream && row.upstream_name !== upstream) continue;
-    const entry = byBucket.get(row.bucket) || { requests: 0, denials: 0, errors: 0 };
-    entry.requests += row.count;
-    if (row.decision === "deny") entry.denials += row.count;
-    if (row.status !== null && row.status >= 500) entry.errors += row.count;
-    byBucket.set(row.bucket, entry);
+    const i = index.get(seconds(row.bucket));
+    columns[1][i] += row.count;
+    if (row.decision === "deny") columns[2][i] += row.count;
+    if (row.status !== null && row.status >= 500) columns[3][i] += row.count;
   }
-  return [...byBucket.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+  return columns;
 }
 
-function barChart(container, groups, keys, label) {
-  const width = 1000, height = 260, left = 50, bottom = 40, top = 10;
-  const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
-  const max = Math.max(1, ...groups.flatMap(([, values]) => keys.map((k) => values[k])));
-  const plotHeight = height - bottom - top;
-  const slot = (width - left) / Math.max(1, groups.length);
-  const barWidth = Math.max(1, (slot * 0.8) / keys.length);
-  for (const fraction of [0, 0.5, 1]) {
-    const y = top + plotHeight * (1 - fraction);
-    svg.append(el("line", { x1: left, x2: width, y1: y, y2: y, stroke: "#e5e7eb" }));
-    svg.append(el("text", { x: left - 6, y: y + 3, "text-anchor": "end", class: "axis" }, String(Math.round(max * fraction))));
+// Requests per upstream per bucket: the busiest upstreams, the rest as "(others)".
+function upstreamData(stats) {
+  const totals = new Map();
+  for (const row of stats.counts) totals.set(row.upstream_name, (totals.get(row.upstream_name) || 0) + row.count);
+  const ranked = [...totals.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([name]) => name);
+  const shown = ranked.slice(0, ranked.length > MAX_UPSTREAM_SERIES + 1 ? MAX_UPSTREAM_SERIES : ranked.length);
+  const names = shown.map((name) => name || "(none)");
+  if (shown.length < ranked.length) names.push("(others)");
+  const xs = buckets(stats, stats.counts);
+  const index = new Map(xs.map((x, i) => [x, i]));
+  const columns = [xs, ...names.map(() => xs.map(() => 0))];
+  for (const row of stats.counts) {
+    const k = shown.indexOf(row.upstream_name);
+    columns[1 + (k === -1 ? shown.length : k)][index.get(seconds(row.bucket))] += row.count;
   }
-  const every = Math.ceil(groups.length / 12);
-  groups.forEach(([name, values], i) => {
-    keys.forEach((key, k) => {
-      const h = (values[key] / max) * plotHeight;
-      const rect = el("rect", { x: left + i * slot + slot * 0.1 + k * barWidth, y: top + plotHeight - h,
-                                width: barWidth, height: h, class: key });
-      rect.append(el("title", {}, `${label(name)}: ${values[key]} ${key}`));
-      svg.append(rect);
-    });
-    if (i % every === 0) {
-      svg.append(el("text", { x: left + i * slot + slot / 2, y: height - bottom + 14, "text-anchor": "middle", class: "axis" }, label(name)));
-    }
-  });
-  if (!groups.length) svg.append(el("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "axis" }, "no gateway requests in this window"));
-  container.replaceChildren(svg);
+  return { names, columns };
 }
 
-function timeLabel(bucket) {
-  const when = new Date(bucket);
-  const kind = form.elements.bucket.value;
-  if (kind === "day") return when.toISOString().slice(5, 10);
-  return when.toISOString().slice(kind === "minute" ? 11 : 5, 16).replace("T", " ");
+function size(container) {
+  return { width: Math.max(300, container.clientWidth), height: 260 };
+}
+
+// One chart per container, made again only when its series change; a refresh keeps the zoom.
+function plot(id, names, colours, data) {
+  const container = document.getElementById(id);
+  const key = names.join("\u0000");
+  const chart = charts[id];
+  if (chart && chart.key === key) {
+    const x = chart.u.scales.x, old = chart.u.data[0];
+    const zoomed = old.length && (x.min > old[0] || x.max < old[old.length - 1]);
+    chart.u.setData(data);
+    if (zoomed && data[0].length) chart.u.setScale("x", { min: x.min, max: x.max });
+    container.classList.toggle("empty", !data[0].length);
+    return;
+  }
+  if (chart) chart.u.destroy();
+  const options = {
+    ...size(container),
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),  // UTC, like the tables
+    cursor: { drag: { x: true, y: false, setScale: true } },  // drag to zoom; double-click resets
+    scales: { x: { time: true } },
+    hooks: { setScale: [(u, scale) => scale === "x" && noteZoom(u, container)] },
+    axes: [{}, { label: "requests per bucket", size: 60 }],
+    series: [{ label: "time (UTC)" }, ...names.map((name, i) => ({
+      label: name, stroke: colours[i], fill: `${colours[i]}1a`, width: 1.5, points: { size: 5 },
+      value: (u, v) => (v === null || v === undefined ? "--" : String(v)),
+    }))],
+  };
+  charts[id] = { key, u: new uPlot(options, data, container) };
+  container.classList.toggle("empty", !data[0].length);
+}
+
+// Whether the x axis shows less than all the buckets, on the container (for the browser test).
+function noteZoom(u, container) {
+  const xs = u.data[0], { min, max } = u.scales.x;
+  container.dataset.zoomed = String(xs.length > 1 && (min > xs[0] || max < xs[xs.length - 1]));
+}
+
+function resetZoom(id) {
+  const chart = charts[id];
+  if (!chart || !chart.u.data[0].length) return;
+  const xs = chart.u.data[0];
+  chart.u.setScale("x", { min: xs[0], max: xs[xs.length - 1] });
 }
 
 function fillUpstreams(counts) {
@@ -79,26 +129,36 @@ function fillUpstreams(counts) {
 
 function render(stats) {
   const upstream = form.elements.upstream.value;
-  const time = series(stats.counts, upstream);
-  const totals = time.reduce((sum, [, v]) => ({ requests: sum.requests + v.requests, denials: sum.denials + v.denials,
-                                                errors: sum.errors + v.errors }), { requests: 0, denials: 0, errors: 0 });
-  document.getElementById("total-requests").textContent = totals.requests;
-  document.getElementById("total-denials").textContent = totals.denials;
-  document.getElementById("total-errors").textContent = totals.errors;
+  const outcomes = outcomeData(stats, upstream);
+  const sum = (column) => column.reduce((a, b) => a + b, 0);
+  document.getElementById("total-requests").textContent = sum(outcomes[1]);
+  document.getElementById("total-denials").textContent = sum(outcomes[2]);
+  document.getElementById("total-errors").textContent = sum(outcomes[3]);
   const ms = (v) => (v === null ? "–" : `${v.toFixed(1)}`);
   const { p50, p95, p99 } = stats.latency_ms;
   document.getElementById("latency").textContent = `${ms(p50)} / ${ms(p95)} / ${ms(p99)} ms`;
-  barChart(document.getElementById("chart-time"), time, ["requests", "denials", "errors"], timeLabel);
-  const perUpstream = new Map();
+  plot("chart-time", ["requests", "denials", "errors"], [COLOURS.requests, COLOURS.denials, COLOURS.errors],
+       outcomes);
+  const perUpstream = upstreamData(stats);
+  plot("chart-upstreams", perUpstream.names, perUpstream.names.map((_, i) => PALETTE[i % PALETTE.length]),
+       perUpstream.columns);
+  const totals = new Map();
   for (const row of stats.counts) {
-    const entry = perUpstream.get(row.upstream_name) || { requests: 0, denials: 0, errors: 0 };
+    const entry = totals.get(row.upstream_name) || { requests: 0, denials: 0, errors: 0 };
     entry.requests += row.count;
     if (row.decision === "deny") entry.denials += row.count;
     if (row.status !== null && row.status >= 500) entry.errors += row.count;
-    perUpstream.set(row.upstream_name, entry);
+    totals.set(row.upstream_name, entry);
   }
-  barChart(document.getElementById("chart-upstreams"), [...perUpstream.entries()].sort(), ["requests", "denials", "errors"],
-           (name) => name || "(none)");
+  const upstreams = document.querySelector("#upstream-totals tbody");
+  upstreams.replaceChildren();
+  for (const [name, entry] of [...totals.entries()].sort()) {
+    const row = upstreams.insertRow();
+    cell(row, name || "(none)");
+    cell(row, entry.requests, "num");
+    cell(row, entry.denials, "num");
+    cell(row, entry.errors, "num");
+  }
   const callers = document.querySelector("#top-callers tbody");
   callers.replaceChildren();
   for (const caller of stats.top_callers) {
@@ -112,7 +172,7 @@ function render(stats) {
   denials.replaceChildren();
   for (const denial of stats.recent_denials) {
     const row = denials.insertRow();
-    cell(row, new Date(denial.occurred_at).toISOString().replace("T", " ").slice(0, 19));
+    cell(row, utc(denial.occurred_at));
     cell(row, denial.actor_username || "(anonymous)");
     cell(row, `${denial.method} /gw/${denial.upstream_name}${denial.path}`);
     const reason = cell(row, "");
@@ -121,6 +181,14 @@ function render(stats) {
     link.textContent = denial.reason;
     reason.append(link);
     cell(row, denial.status ?? "", "num");
+    const chain = cell(row, "");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "chain-open";
+    button.dataset.eventId = denial.id;
+    button.title = "Show the chain of requests this one belongs to";
+    button.textContent = denial.request_id;
+    chain.append(button);
   }
 }
 
@@ -133,6 +201,59 @@ function showReplica(body) {
   const behind = lag === null ? "lag unknown" : `${lag} s behind`;
   line.textContent = `Replica: ${state} (${behind}); figures from the ${body.read_from === "replica" ? "replica" : "primary"}`;
   line.className = `replica-${state}`;
+}
+
+// One event of a chain as a line of text: what, who, the outcome, when and how long.
+function describe(event, rootTime) {
+  const outcome = [event.decision || "no decision", event.reason, event.status ?? event.error].filter((v) => v !== "" && v !== null && v !== undefined);
+  const offset = Math.round(new Date(event.occurred_at).getTime() - rootTime);
+  const duration = event.duration_ms === null || event.duration_ms === undefined ? "" : ` · ${event.duration_ms} ms`;
+  return `${event.method} /gw/${event.upstream_name}${event.path} · ${event.actor_username || "(anonymous)"} · `
+       + `${outcome.join(" ")} · ${utc(event.occurred_at)} (+${offset} ms)${duration}`;
+}
+
+function chainList(node, requested, rootTime) {
+  const item = document.createElement("li");
+  const line = document.createElement("span");
+  line.className = `chain-node decision-${node.event.decision || "none"}${node.event.id === requested ? " requested" : ""}`;
+  line.dataset.eventId = node.event.id;
+  const id = document.createElement("code");
+  id.textContent = `#${node.event.id} ${node.event.request_id}`;
+  line.append(id, ` ${describe(node.event, rootTime)}`);
+  item.append(line);
+  if (node.children.length) {
+    const list = document.createElement("ul");
+    for (const child of node.children) list.append(chainList(child, requested, rootTime));
+    item.append(list);
+  }
+  return item;
+}
+
+async function showChain(eventId) {
+  const section = document.getElementById("chain");
+  const status = document.getElementById("chain-status");
+  const tree = document.getElementById("chain-tree");
+  section.hidden = false;
+  section.dataset.loaded = "false";
+  status.textContent = `Loading the chain of event ${eventId}…`;
+  tree.replaceChildren();
+  try {
+    const response = await fetch(`${root.dataset.eventsUrl}${encodeURIComponent(eventId)}/chain/`,
+                                 { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    const body = await response.json();
+    if (!response.ok) throw new Error(`${response.status} ${body.code}: ${body.detail}`);
+    const notes = [`${body.count} event${body.count === 1 ? "" : "s"}, from the request ${body.root}`];
+    if (body.tree.event.parent_event_id !== null) notes.push("its parent is purged or not yours to see");
+    if (body.truncated) notes.push("some events were left out (too deep or too many)");
+    if (body.looped) notes.push("a parent link led back into the tree: run audit_verify");
+    status.textContent = `Chain of event ${body.requested}: ${notes.join("; ")}.`;
+    const list = document.createElement("ul");
+    list.append(chainList(body.tree, body.requested, new Date(body.tree.event.occurred_at).getTime()));
+    tree.append(list);
+    section.dataset.loaded = "true";
+  } catch (error) {
+    status.textContent = `Could not load the chain: ${error.message}`;
+  }
 }
 
 let latest = null;
@@ -162,5 +283,16 @@ async function load() {
 form.elements.window.addEventListener("change", load);
 form.elements.bucket.addEventListener("change", load);
 form.elements.upstream.addEventListener("change", () => latest && render(latest));
+for (const button of document.querySelectorAll("button.reset-zoom")) {
+  button.addEventListener("click", () => resetZoom(button.dataset.chart));
+}
+document.querySelector("#recent-denials tbody").addEventListener("click", (event) => {
+  const button = event.target.closest("button.chain-open");
+  if (button) showChain(button.dataset.eventId);
+});
+document.getElementById("chain-close").addEventListener("click", () => { document.getElementById("chain").hidden = true; });
+window.addEventListener("resize", () => {
+  for (const [id, chart] of Object.entries(charts)) chart.u.setSize(size(document.getElementById(id)));
+});
 load();
 setInterval(load, 60000);
