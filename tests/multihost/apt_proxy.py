@@ -1,12 +1,12 @@
 """A small allow-listed HTTP forward proxy for apt inside the multi-host rig.
 
-It serves GET and HEAD with absolute ``http://`` URLs on ``deb.debian.org`` only (anything else
-gets 403, there is no CONNECT), forwards them over the controller's own network, streams the
-answer back and keeps a copy of every complete ``.deb`` under the cache directory, keyed by the
-URL path; a cached ``.deb`` is served without going out. Standard library only.
+It serves GET and HEAD with absolute ``http://`` URLs on the one mirror host it is given
+(``--allow-host``) only (anything else gets 403, there is no CONNECT), forwards them over the
+controller's own network, streams the answer back and keeps a copy of every complete ``.deb``
+under the cache directory, keyed by the URL path; a cached ``.deb`` is served without going out. Standard library only.
 
     python3 tests/multihost/apt_proxy.py --bind 10.231.78.1 --port 3142 \
-        --cache-dir /var/cache/auditgate-multihost/debs
+        --cache-dir /var/cache/auditgate-multihost/debs --allow-host MIRROR-HOST
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-ALLOWED_HOST = "deb.debian.org"
+# The Debian mirror host (``--allow-host``: the rig passes the one this machine's apt uses).
+ALLOWED_HOST = ""
 CHUNK = 64 * 1024
 UPSTREAM_TIMEOUT = 60.0
 
@@ -260,7 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bind", required=True, help="address to listen on (the rig's bridge address)")
     parser.add_argument("--port", type=int, default=3142)
     parser.add_argument("--cache-dir", type=Path, required=True)
+    parser.add_argument("--allow-host", required=True, help="the only host requests may go to (a Debian mirror)")
     args = parser.parse_args(argv)
+    global ALLOWED_HOST
+    ALLOWED_HOST = args.allow_host
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     server = AptProxyServer((args.bind, args.port), args.cache_dir)
     sys.stderr.write(f"agmh apt proxy listening on {args.bind}:{args.port}, cache {args.cache_dir}\n")

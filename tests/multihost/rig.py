@@ -3,10 +3,11 @@
 Each host is a network namespace ``agmh-<name>`` (a veth into the bridge ``agmh0``, which holds
 ``10.231.78.1/24`` in the root namespace) plus its own PID, mount, UTS and IPC namespaces, an
 overlayfs root over one cached Debian 12 base built with mmdebstrap, and ``tini`` as PID 1 running
-sshd. apt inside the hosts goes through ``apt_proxy.py`` on the bridge address (deb.debian.org
-only, plain HTTP, a .deb cache). There is no NAT and ``ip_forward`` stays 0: nothing leaves the
-bridge except through that proxy. Dangerous capabilities are dropped from the bounding set
-before anything starts in a host. This prevents accidents; it is not a security boundary.
+sshd. apt inside the hosts goes through ``apt_proxy.py`` on the bridge address (only the Debian
+mirror this machine's own apt uses, plain HTTP, a .deb cache). There is no NAT and
+``ip_forward`` stays 0: nothing leaves the bridge except through that proxy. Dangerous
+capabilities are dropped from the bounding set before anything starts in a host. This prevents
+accidents; it is not a security boundary.
 
     python -m tests.multihost.rig up|down|status|ssh HOST [CMD...]
 
@@ -33,6 +34,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 RIG_VERSION = "3"
 PREFIX = "agmh"
@@ -54,8 +56,7 @@ CACHE_DIR = Path("/var/cache/auditgate-multihost")
 DEB_CACHE_DIR = CACHE_DIR / "debs"
 
 SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
-SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+APT_SOURCES = (Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*")))
 BASE_PACKAGES: tuple[str, ...] = (
     "ca-certificates",
     "cron",
@@ -123,6 +124,22 @@ exec sleep infinity
 
 class RigError(RuntimeError):
     pass
+
+
+def controller_mirrors() -> tuple[str, str]:
+    """The Debian archive and security URLs this machine's own apt uses (plain http): the hosts
+    use the same mirror, through the proxy, so the repository names none."""
+    uris: list[str] = []
+    for path in APT_SOURCES:
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            uris += re.findall(r"^URIs:\s*(http://\S+)", text, re.M)  # deb822 .sources
+            uris += re.findall(r"^deb\s+(?:\[[^\]]*\]\s+)?(http://\S+)", text, re.M)  # one-line format
+    archive = next((u.rstrip("/") for u in uris if u.rstrip("/").endswith("/debian")), None)
+    security = next((u.rstrip("/") for u in uris if u.rstrip("/").endswith("/debian-security")), None)
+    if not archive or not security:
+        raise RigError("this machine's apt sources name no plain-http Debian archive and security mirror")
+    return archive, security
 
 
 def _require_root() -> None:
@@ -219,13 +236,14 @@ def ensure_mmdebstrap() -> str:
 
 
 def _customise_base(root: Path) -> None:
+    mirror, security = controller_mirrors()
     # Without an init system, invoke-rc.d blocks service starts unless a policy-rc.d allows them:
     # let packages start their services on install, as on a real server.
     policy = root / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\n# agmh rig: allow every service action (no init system here)\nexit 0\n")
     policy.chmod(0o755)
     (root / "etc/apt/sources.list").write_text(
-        f"deb {MIRROR} {SUITE} main\ndeb {MIRROR} {SUITE}-updates main\ndeb {SECURITY_MIRROR} {SUITE}-security main\n"
+        f"deb {mirror} {SUITE} main\ndeb {mirror} {SUITE}-updates main\ndeb {security} {SUITE}-security main\n"
     )
     for extra in (root / "etc/apt/sources.list.d").glob("*"):
         extra.unlink()
@@ -271,6 +289,7 @@ def ensure_base() -> Path:
     (tmp / "packages.txt").write_text("\n".join(sorted(BASE_PACKAGES)) + "\n")
     started = time.monotonic()
     print(f"rig: building the base {final} with mmdebstrap (once)", file=sys.stderr)
+    mirror, security = controller_mirrors()
     cmd = [
         "unshare",
         "--mount",
@@ -283,9 +302,9 @@ def ensure_base() -> Path:
         "--include=" + ",".join(sorted(BASE_PACKAGES)),
         SUITE,
         str(tmp / "rootfs"),
-        f"deb {MIRROR} {SUITE} main",
-        f"deb {MIRROR} {SUITE}-updates main",
-        f"deb {SECURITY_MIRROR} {SUITE}-security main",
+        f"deb {mirror} {SUITE} main",
+        f"deb {mirror} {SUITE}-updates main",
+        f"deb {security} {SUITE}-security main",
     ]
     with (tmp / "build.log").open("w") as log:
         result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
@@ -490,7 +509,7 @@ class Rig:
         log = (self.state_dir / "proxy.log").open("ab")
         script = Path(__file__).with_name("apt_proxy.py")
         args = [sys.executable, str(script), "--bind", BRIDGE_ADDRESS, "--port", str(PROXY_PORT)]
-        args += ["--cache-dir", str(DEB_CACHE_DIR)]
+        args += ["--cache-dir", str(DEB_CACHE_DIR), "--allow-host", str(urlsplit(controller_mirrors()[0]).hostname)]
         proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd="/"
         )
