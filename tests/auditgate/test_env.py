@@ -124,15 +124,20 @@ def test_a_seal_key_ring_that_cannot_sign_is_refused_without_its_secrets(environ
     assert FIRST not in str(refused.value) and SECOND not in str(refused.value)
 
 
+def import_settings(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Import the settings in a fresh interpreter with only ``environ``, as a daemon starts."""
+    return subprocess.run(
+        [sys.executable, "-c", "import auditgate.settings"],
+        cwd=settings.SITE_DIR, env=environ, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
 def test_a_current_seal_key_id_outside_the_ring_stops_the_settings_at_start_up():
     environ = {
         "PATH": os.environ.get("PATH", ""), "AUDITGATE_ENV_FILE": "", "AUDITGATE_DEV": "true",
         "AUDITGATE_AUDIT_SEAL_KEYS": f"1:{FIRST}", "AUDITGATE_AUDIT_SEAL_KEY_ID": "2",
     }  # fmt: skip
-    started = subprocess.run(
-        [sys.executable, "-c", "import auditgate.settings"],
-        cwd=settings.SITE_DIR, env=environ, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    started = import_settings(environ)
     assert started.returncode != 0
     assert "ImproperlyConfigured: AUDITGATE_AUDIT_SEAL_KEY_ID names no key" in started.stderr
     assert FIRST not in started.stderr
@@ -206,9 +211,6 @@ def test_outside_development_the_settings_need_a_secrets_key_ring():
         "AUDITGATE_ALLOWED_HOSTS": "gate.example", "AUDITGATE_DB_PASSWORD": "pw",
         "AUDITGATE_TOKEN_PEPPERS": "1:a-pepper-of-16-chars",
     }  # fmt: skip
-    started = subprocess.run(
-        [sys.executable, "-c", "import auditgate.settings"],
-        cwd=settings.SITE_DIR, env=environ, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    started = import_settings(environ)
     assert started.returncode != 0
     assert "ImproperlyConfigured: Set the AUDITGATE_SECRETS_KEYS environment variable." in started.stderr
