@@ -1,5 +1,6 @@
 """The layout's import rules (README, "Layout"): the layers run one way,
-core <- audit <- gateway <- site.  The trail never depends on what it audits, and no app
+core <- audit <- gateway <- site, with the trail's consumers (siem, alerts) above the trail and
+beside each other.  The trail never depends on what it audits or on who reads it, and no app
 depends on the site's configuration package."""
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import pytest
 
 APPS = Path(__file__).resolve().parents[1] / "apps"
 # package -> import prefixes its modules may never use
+CONSUMERS = ("apps.siem", "apps.alerts")
 FORBIDDEN = {
-    "core": ("auditgate", "apps.audit", "apps.gateway"),
-    "audit": ("auditgate", "apps.gateway"),
-    "gateway": ("auditgate",),
+    "core": ("auditgate", "apps.audit", "apps.gateway", *CONSUMERS),
+    "audit": ("auditgate", "apps.gateway", *CONSUMERS),
+    "gateway": ("auditgate", *CONSUMERS),
+    "siem": ("auditgate", "apps.gateway", "apps.alerts"),
+    "alerts": ("auditgate", "apps.siem"),
 }
 
 

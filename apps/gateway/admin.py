@@ -40,8 +40,8 @@ class UpstreamForm(forms.ModelForm):
             "name", "base_url", "enabled", "internal", "description", "connect_timeout", "read_timeout",
             "total_timeout", "max_request_bytes", "max_response_bytes", "websocket_idle_timeout",
             "websocket_max_duration", "allowed_methods", "preserve_host",
-            "forward_cookies", "forward_rewrite_headers", "fail_open", "credential_header", "credential_value",
-            "identity_key",
+            "forward_cookies", "forward_rewrite_headers", "fail_open", "sensitive", "credential_header",
+            "credential_value", "identity_key",
         )  # fmt: skip
 
     def clean(self) -> dict[str, Any]:

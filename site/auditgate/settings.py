@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.gateway",
     "apps.audit",
+    "apps.siem",
+    "apps.alerts",
 ]
 
 MIDDLEWARE = [

@@ -56,7 +56,7 @@ class UpstreamSerializer(serializers.HyperlinkedModelSerializer):
             "url", "id", "name", "base_url", "enabled", "internal", "description",
             "connect_timeout", "read_timeout", "total_timeout", "max_request_bytes", "max_response_bytes",
             "websocket_idle_timeout", "websocket_max_duration", "allowed_methods", "preserve_host", "forward_cookies",
-            "forward_rewrite_headers", "fail_open",
+            "forward_rewrite_headers", "fail_open", "sensitive",
             "credential_header", "credential_value", "has_credential", "identity_key", "has_identity_key",
             "created_at", "updated_at",
         )  # fmt: skip

@@ -88,6 +88,10 @@ class Upstream(models.Model):
         default=False,
         help_text="Forward even when the audit trail cannot record the attempt (logged loudly). Default: refuse (503).",
     )
+    sensitive = models.BooleanField(
+        default=False,
+        help_text="Every use raises an alert (apps.alerts): admin consoles, production databases' APIs...",
+    )
     # Write-only secrets: never returned by the API or shown by the admin, never logged or audited,
     # stored encrypted (apps.core.secrets_at_rest).  The lengths are the API's and the admin's
     # (serializers, forms); a column holds the token, about 1.4 x the text + 100 characters.
