@@ -76,6 +76,12 @@ test: deploy ## Deploy, then run the test suite (PYTEST_ARGS=... to pass options
 		echo "Installing chromium and chromium-driver for the browser tests"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	fi
+	@# The SIEM tests run their own rsyslogd with TLS (tests/siem/receivers.py); they never touch the
+	@# system's rsyslog, which installing the package may start on a fresh host.
+	@if ! dpkg-query -W -f='$${Status}' rsyslog-gnutls 2>/dev/null | grep -q 'ok installed'; then \
+		echo "Installing rsyslog and rsyslog-gnutls for the SIEM tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsyslog rsyslog-gnutls; \
+	fi
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: venv tools ## ruff check + format check, mypy, and the playbooks' syntax for every inventory.

@@ -7,3 +7,9 @@ class AlertsConfig(AppConfig):
     name = "apps.alerts"
     label = "alerts"
     verbose_name = "Alerts"
+
+    def ready(self) -> None:
+        from apps.alerts.verification import on_verification_failed
+        from apps.audit.signals import verification_failed
+
+        verification_failed.connect(on_verification_failed, dispatch_uid="alerts.verification_failed")

@@ -95,6 +95,8 @@ class AuditEventAdmin(admin.ModelAdmin):
     paginator = CappedCountPaginator
     show_full_result_count = False  # No COUNT(*) over a large table on every page.
     list_per_page = 50
+    # Captured evidence is read through the API only, where each read is audited (apps.audit.api.evidence).
+    exclude = ("evidence",)
 
     def has_add_permission(self, request: Any) -> bool:
         return False

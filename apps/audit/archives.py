@@ -37,6 +37,7 @@ from apps.audit.sealing import (
     SEALED_FIELDS,
     V1_EMPTY,
     V1_WIDTH,
+    V2_WIDTH,
     Problem,
     Report,
     Row,
@@ -53,7 +54,8 @@ _PROGRESS_EVERY = 10_000
 
 ID_NAME = SEALED_FIELDS[ID].attname
 _NAMES = tuple(f.attname for f in SEALED_FIELDS)
-_V1_NAMES, _V2_NAMES = _NAMES[:V1_WIDTH], _NAMES[V1_WIDTH:]
+_V1_NAMES, _V2_NAMES = _NAMES[:V1_WIDTH], _NAMES[V1_WIDTH:]  # _V2_NAMES: every column after version 1's
+_V2_ONLY = frozenset(_NAMES[V1_WIDTH:V2_WIDTH])  # the columns version 2 added (version 3's come after)
 _DATETIMES, _JSONS, _BOOLEANS = (
     [i for i, f in enumerate(SEALED_FIELDS) if f.get_internal_type() == kind]
     for kind in ("DateTimeField", "JSONField", "BooleanField")
@@ -69,8 +71,12 @@ def sealed_row(line: dict[str, Any]) -> Row:
     # Only the few columns that change form are touched: a function call per column was
     # most of the check's time.
     row = [line[name] for name in _V1_NAMES]
-    if line["schema_version"] == 1:  # exported before version 2 added its columns, or after
-        row.extend(line.get(name, empty) for name, empty in zip(_V2_NAMES, V1_EMPTY, strict=True))
+    version = line["schema_version"]
+    if version in (1, 2):  # exported before the later versions added their columns, or after
+        row.extend(
+            line[name] if version == 2 and name in _V2_ONLY else line.get(name, empty)
+            for name, empty in zip(_V2_NAMES, V1_EMPTY, strict=True)
+        )
     else:
         row.extend(line[name] for name in _V2_NAMES)
     for i in _DATETIMES:

@@ -35,6 +35,10 @@ class ProblemKind(models.TextChoices):
     UNEXPECTED = "unexpected"
     OUT_OF_ORDER = "out_of_order"
     INCOMPLETE = "incomplete"
+    # A sealed event's captured body (apps.audit.evidence): no blob under its digest, or a blob
+    # whose content no longer hashes to it.
+    EVIDENCE_MISSING = "evidence_missing"
+    EVIDENCE_MISMATCH = "evidence_mismatch"
 
 
 # Codes recorded in the ``reason`` and ``error`` columns, declared by the apps that record them.

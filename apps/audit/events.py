@@ -40,6 +40,9 @@ USER_DELETED = "user.deleted"
 AUDIT_VIEWED = "audit.viewed"
 AUDIT_EXPORTED = "audit.exported"
 AUDIT_VERIFIED = "audit.verified"
+# An auditor read a gateway event's captured evidence (apps.audit.evidence): written before the
+# evidence is returned (object_id: the event; object_repr: "metadata", "request" or "response").
+AUDIT_EVIDENCE_READ = "audit.evidence_read"
 # Upstreams and access rules.
 UPSTREAM_CREATED = "upstream.created"
 UPSTREAM_UPDATED = "upstream.updated"
@@ -47,6 +50,10 @@ UPSTREAM_DELETED = "upstream.deleted"
 RULE_CREATED = "rule.created"
 RULE_UPDATED = "rule.updated"
 RULE_DELETED = "rule.deleted"
+# Alert rules (apps.alerts), changed through /api/alerts/rules/.
+ALERT_RULE_CREATED = "alert_rule.created"
+ALERT_RULE_UPDATED = "alert_rule.updated"
+ALERT_RULE_DELETED = "alert_rule.deleted"
 # Upstreams asking whether an X-Auditgate-Identity assertion is active (POST /api/introspect).
 IDENTITY_INTROSPECTED = "identity.introspected"
 
@@ -67,10 +74,14 @@ EVENT_TYPES = frozenset(
         AUDIT_VIEWED,
         AUDIT_EXPORTED,
         AUDIT_VERIFIED,
+        AUDIT_EVIDENCE_READ,
         USER_CREATED,
         USER_UPDATED,
         USER_DELETED,
         IDENTITY_INTROSPECTED,
+        ALERT_RULE_CREATED,
+        ALERT_RULE_UPDATED,
+        ALERT_RULE_DELETED,
     }
 )
 

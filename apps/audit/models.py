@@ -19,7 +19,7 @@ _DEFAULT = object()
 # database grants the app exactly these (the ``database`` role); everything else is insert-only.
 OUTCOME_FIELDS = (
     "completed_at", "duration_ms", "status", "upstream_status", "error", "request_bytes", "request_sha256",
-    "response_bytes", "response_sha256", "ttfb_ms", "client_aborted", "close_code",
+    "response_bytes", "response_sha256", "ttfb_ms", "client_aborted", "close_code", "evidence",
 )  # fmt: skip
 
 
@@ -173,9 +173,9 @@ class AuditEvent(models.Model):
 
     # The primary key is the event's sequence number: the hash chain (apps.audit.sealing)
     # links events in id order.
-    # 2 added the causal chain (trace_id, parent_event_id) and close_code; version 1 rows are
-    # sealed without those columns (apps.audit.sealing.canonical_bytes).
-    schema_version = models.PositiveSmallIntegerField(default=2)
+    # 2 added the causal chain (trace_id, parent_event_id) and close_code; 3 added evidence.
+    # Older rows are sealed without the columns their version lacks (apps.audit.sealing.canonical_bytes).
+    schema_version = models.PositiveSmallIntegerField(default=3)
     event_type = models.CharField(max_length=64, default="gateway.request")
     occurred_at = models.DateTimeField()
     # When the row was written (gateway events are written when their outcome is known);
@@ -238,6 +238,10 @@ class AuditEvent(models.Model):
         null=True, blank=True, help_text="The gateway attempt whose upstream made this request through the gate."
     )
     close_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="A WebSocket's close code.")
+    # Schema version 3, appended last: what was captured of the exchange's bodies
+    # (apps.audit.evidence), per direction the SHA-256 of the stored bytes (an EvidenceBlob),
+    # their size, whether truncated, what was redacted, the headers (redacted), or why withheld.
+    evidence = models.JSONField(null=True, blank=True, help_text="Captured bodies' digests and headers, or null.")
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -324,3 +328,34 @@ class AuditPurge(models.Model):
 
     def __str__(self) -> str:
         return f"purged through {self.through_seq}"
+
+
+class EvidenceBlob(models.Model):
+    """A captured body (redacted, at most the upstream's cap), stored once per content: its key
+    is the SHA-256 of ``content``, which the sealed ``AuditEvent.evidence`` names.  Insert-only
+    (``INSERT IGNORE``: the same body captured twice is one row); deleted by retention only
+    when no ``EvidenceLink`` names it any more (apps.audit.evidence.storage)."""
+
+    sha256 = models.CharField(max_length=64, primary_key=True)
+    size = models.PositiveIntegerField()
+    content = models.BinaryField()
+    stored_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.sha256[:12]} ({self.size} bytes)"
+
+
+class EvidenceLink(models.Model):
+    """Which event's body (``direction``) a blob is: what retention follows to the blobs no kept
+    event needs, and what ``audit_verify`` reads to find the events with evidence.  Insert-only."""
+
+    event_id = models.BigIntegerField()
+    direction = models.CharField(max_length=8)
+    sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("event_id", "direction"), name="audit_evidence_event")]
+        indexes = [models.Index(fields=("sha256",), name="audit_evidence_blob")]
+
+    def __str__(self) -> str:
+        return f"event {self.event_id} {self.direction}: {self.sha256[:12]}"

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -40,6 +40,9 @@ from apps.audit.masking import mask_query
 from apps.audit.models import AuditEvent
 from apps.audit.reconciling import process_start
 from apps.audit.spool import Spool
+
+if TYPE_CHECKING:
+    from apps.audit.evidence.capture import Capture
 
 _MAX_TEXT = 2000
 # Daemon mode initialises Python in each daemon process (WSGIRestrictEmbedded), so the
@@ -148,6 +151,27 @@ class BodyCount:
         return self._digest.hexdigest() if self.bytes else ""
 
 
+class CapturingCount(BodyCount):
+    """A ``BodyCount`` that also keeps the body's first ``cap`` bytes, for evidence
+    (``apps.audit.evidence``).  Only an exchange whose upstream or rule captures gets one, so
+    every other exchange streams through the plain ``BodyCount``: no extra work per chunk."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self.cap = cap
+        self.kept = bytearray()  # never more than ``cap`` bytes: the memory of a capture is bounded
+
+    def add(self, chunk: bytes) -> None:
+        super().add(chunk)
+        room = self.cap - len(self.kept)
+        if room > 0:
+            self.kept += chunk if len(chunk) <= room else chunk[:room]
+
+    @property
+    def truncated(self) -> bool:
+        return self.bytes > len(self.kept)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How it ended: phase 2, written once, when the response is complete or the client gone."""
@@ -162,6 +186,9 @@ class Outcome:
     # A WebSocket's close code (the one received from the side that closed, or the one the
     # gateway sent when it closed both); None for HTTP exchanges.
     close_code: int | None = None
+    # What is captured of the bodies when the upstream or the rule asks for evidence: stored
+    # (blobs and links committed) by ``finish()`` before the outcome that names them is spooled.
+    capture: Capture | None = None
 
     def fields(self, duration_ms: float) -> dict[str, Any]:
         request, response = self.request or BodyCount(), self.response or BodyCount()
@@ -222,6 +249,9 @@ class GatewayAttempt:
             return
         self.finished = True
         fields = outcome.fields(self.elapsed_ms())
+        if outcome.capture is not None:
+            # Committed before the outcome is spooled: no event ever names a blob that is not there.
+            fields["evidence"] = outcome.capture.store(self.event_id)
         if self.event_id is None:
             try:
                 AuditEvent.objects.insert(**self.attempt.fields(), overhead_ms=self.overhead_ms, **fields)

@@ -10,6 +10,11 @@ The file is the API's NDJSON export of the purged events (``exporting.ndjson_lin
 raw column values, datetimes to the microsecond.  It is all that is left of those events,
 so it must hold every value the chain sealed: re-chained line by line, it ends in each
 purged segment's head hash (``archives.verify_archive`` checks it: ``audit_verify --archive``).
+
+Captured bodies (``apps.audit.evidence``) are not archived: they are deleted with the links
+of the purged events, once no kept event names them.  Evidence is the most sensitive thing
+the trail holds and must not outlive its retention; the archive keeps each event's sealed
+``evidence`` (digests, sizes, redacted headers), so it still re-chains.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from django.db import models, transaction
 from django.db.models import Max
 
 from apps.audit import exporting
+from apps.audit.evidence import storage as evidence_storage
 from apps.audit.models import AuditEvent, AuditEventHash, AuditPurge, AuditSeal
 
 BATCH = 5000
@@ -62,9 +68,12 @@ def purge(before: datetime, export_dir: Path, progress: Callable[[int], None] | 
             # The model refuses deletes; retention is the one sanctioned exception.
             count, _ = models.QuerySet.delete(AuditEvent.objects.filter(id__gte=low, id__lte=high))
             AuditEventHash.objects.filter(seq__gte=low, seq__lte=high).delete()
+            evidence_storage.delete_links(low, high)
         deleted += count
         if progress:
             progress(high - low + 1)
+    # Then the captured bodies no kept event names (those of an interrupted purge too).
+    evidence_storage.delete_unreferenced()
     return AuditPurge.objects.create(through_seq=last, events=deleted, export_file=str(target))
 
 

@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from apps.audit import checkpoint_file
 from apps.audit.choices import ProblemKind
+from apps.audit.evidence import verification as evidence
 from apps.audit.models import AuditEvent, AuditEventHash, AuditSeal
 from apps.audit.retention import purged_through
 from apps.core import signing
@@ -47,17 +48,21 @@ GENESIS = "0" * 64
 # deleted; ``actor_username`` keeps who it was), in table order, read raw from the database
 # (what is stored is what is sealed).  Changing this list needs a new ``schema_version``.
 SEALED_FIELDS = tuple(f for f in AuditEvent._meta.concrete_fields if f.attname != "actor_id")
-ID, COMPLETED, RECORDED, VERSION = (
+ID, COMPLETED, RECORDED, VERSION, EVIDENCE = (
     next(i for i, f in enumerate(SEALED_FIELDS) if f.attname == name)
-    for name in ("id", "completed_at", "recorded_at", "schema_version")
+    for name in ("id", "completed_at", "recorded_at", "schema_version", "evidence")
 )
-# Schema version 2 appended these columns (the causal chain, WebSocket close codes).  A
-# version 1 row is sealed without them, as it always was, while they hold their empty
-# values; a value written into one of them later makes the row hash differently.
+# Schema version 2 appended these columns (the causal chain, WebSocket close codes), and
+# version 3 the evidence of the exchange's bodies (apps.audit.evidence).  A row of an older
+# version is sealed without the columns its version lacks, as it always was, while they hold
+# their empty values; a value written into one of them later makes the row hash differently.
 _V2_COLUMNS = ("trace_id", "parent_event_id", "close_code")
-V1_WIDTH = len(SEALED_FIELDS) - len(_V2_COLUMNS)
-V1_EMPTY = ("", None, None)
-assert tuple(f.attname for f in SEALED_FIELDS[V1_WIDTH:]) == _V2_COLUMNS
+_V3_COLUMNS = ("evidence",)
+V2_WIDTH = len(SEALED_FIELDS) - len(_V3_COLUMNS)
+V1_WIDTH = V2_WIDTH - len(_V2_COLUMNS)
+V2_EMPTY = (None,)
+V1_EMPTY = ("", None, None, *V2_EMPTY)  # what a version 1 row holds in every later column
+assert tuple(f.attname for f in SEALED_FIELDS[V1_WIDTH:]) == _V2_COLUMNS + _V3_COLUMNS
 
 
 def _column(field: Any) -> str:
@@ -98,7 +103,10 @@ def canonical_bytes(row: Row) -> bytes:
     orjson writes the same bytes as the json module five times faster, except for floats
     that Python writes with an exponent (1e-05, orjson 0.00001) or not at all (nan): rows
     with such a value take the json module (tests/audit/test_sealing.py holds them equal)."""
-    if row[VERSION] == 1 and row[V1_WIDTH:] == V1_EMPTY:
+    version = row[VERSION]
+    if version == 2 and row[V2_WIDTH:] == V2_EMPTY:
+        row = row[:V2_WIDTH]
+    elif version == 1 and row[V1_WIDTH:] == V1_EMPTY:
         row = row[:V1_WIDTH]
     for i in _FLOATS:
         value = row[i]
@@ -235,6 +243,7 @@ class _sealer_lock:
 @dataclass
 class Problem:
     # altered | deleted | inserted | fork | bad_signature | unknown_key | checkpoint_missing | checkpoint_mismatch
+    # | evidence_missing | evidence_mismatch
     kind: str
     seq: int | None
     detail: str
@@ -341,8 +350,14 @@ def _verify_segment(
     gaps = set(checkpoint.gaps)
     expected = checkpoint.first_seq
     running = checkpoint.prev_hash
+    captured: list[evidence.Named] = []
     for row in _events(checkpoint.first_seq, checkpoint.last_seq):
         seq = row[ID]
+        if row[EVIDENCE] is not None:
+            captured.extend(evidence.named_in(seq, row[EVIDENCE]))
+            if len(captured) >= _BATCH:
+                _verify_evidence(captured, problems)
+                captured = []
         for missing in range(expected, seq):
             if missing not in gaps:
                 problems.append(Problem(ProblemKind.DELETED, missing, "a sealed event is missing"))
@@ -362,10 +377,23 @@ def _verify_segment(
     for missing in range(expected, checkpoint.last_seq + 1):
         if missing not in gaps:
             problems.append(Problem(ProblemKind.DELETED, missing, "a sealed event is missing"))
+    _verify_evidence(captured, problems)
     if running != checkpoint.head_hash:
         problems.append(
             Problem(ProblemKind.ALTERED, checkpoint.last_seq, f"segment {checkpoint.pk} does not end in its head hash")
         )
+
+
+def _verify_evidence(captured: list[evidence.Named], problems: list[Problem]) -> None:
+    """Each body these sealed events name is stored, and its content hashes to the sealed digest."""
+    if not captured:
+        return
+    for state, body in evidence.problems(captured):
+        if state == evidence.MISSING:
+            kind, detail = ProblemKind.EVIDENCE_MISSING, f"the captured {body.direction} body is not stored"
+        else:
+            kind, detail = ProblemKind.EVIDENCE_MISMATCH, f"the captured {body.direction} body was changed"
+        problems.append(Problem(kind, body.seq, detail))
 
 
 def _verify_checkpoint_file(path: Path, seals: list[AuditSeal], report: Report) -> None:

@@ -41,7 +41,8 @@ class UpstreamForm(forms.ModelForm):
             "total_timeout", "max_request_bytes", "max_response_bytes", "websocket_idle_timeout",
             "websocket_max_duration", "allowed_methods", "preserve_host",
             "forward_cookies", "forward_rewrite_headers", "fail_open", "sensitive", "credential_header",
-            "credential_value", "identity_key",
+            "credential_value", "identity_key", "capture_evidence", "evidence_max_bytes", "evidence_redact_fields",
+            "evidence_redact_headers",
         )  # fmt: skip
 
     def clean(self) -> dict[str, Any]:
@@ -57,7 +58,7 @@ class UpstreamForm(forms.ModelForm):
 class UpstreamAdmin(AuditedAdmin):
     form = UpstreamForm
     list_display = ("name", "base_url", "enabled", "internal", "connect_timeout", "read_timeout", "updated_at")
-    list_filter = ("enabled", "internal")
+    list_filter = ("enabled", "internal", "capture_evidence")
     search_fields = ("name", "base_url")
     event_types = {"created": events.UPSTREAM_CREATED, "updated": events.UPSTREAM_UPDATED,
                    "deleted": events.UPSTREAM_DELETED}  # fmt: skip
@@ -67,7 +68,7 @@ class UpstreamAdmin(AuditedAdmin):
 class AccessRuleAdmin(AuditedAdmin):
     list_display = ("id", "upstream", "subject", "user", "group", "effect", "priority", "methods", "path_pattern",
                     "enabled")  # fmt: skip
-    list_filter = ("enabled", "effect", "subject", "upstream")
+    list_filter = ("enabled", "effect", "subject", "capture_evidence", "upstream")
     list_select_related = ("upstream", "user", "group")
     autocomplete_fields = ("user", "group")
     raw_id_fields = ("upstream",)

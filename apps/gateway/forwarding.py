@@ -58,11 +58,11 @@ class RequestBody:
     ``limit`` (the upstream's ``max_request_bytes``) is enforced as the bytes arrive.
     """
 
-    def __init__(self, stream: IO[bytes], length: int | None, limit: int):
+    def __init__(self, stream: IO[bytes], length: int | None, limit: int, count: BodyCount | None = None):
         self._stream = stream
         self._length = length
         self._limit = limit
-        self.count = BodyCount()
+        self.count = BodyCount() if count is None else count  # a CapturingCount when evidence is captured
 
     def read(self, size: int = -1) -> bytes:
         started = time.monotonic()

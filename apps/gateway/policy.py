@@ -48,6 +48,8 @@ class Verdict:
     allowed: bool
     reason: Reason
     rule_id: int | None = None
+    # The deciding rule asks for the exchange's bodies to be kept as evidence (apps.audit.evidence).
+    capture_evidence: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class CompiledRule:
     zone: zoneinfo.ZoneInfo
     valid_from: datetime | None
     valid_until: datetime | None
+    capture_evidence: bool = False
 
     @classmethod
     def of(cls, rule: AccessRule) -> CompiledRule:
@@ -90,6 +93,7 @@ class CompiledRule:
             zone=zoneinfo.ZoneInfo(rule.time_zone),
             valid_from=rule.valid_from,
             valid_until=rule.valid_until,
+            capture_evidence=rule.capture_evidence,
         )
 
     def applies_to(self, request: AccessRequest) -> bool:
@@ -183,7 +187,7 @@ def _evaluate(rules: list[CompiledRule], request: AccessRequest) -> Verdict:
         deny = next((rule for rule in top if not rule.allow), None)
         if deny is not None:
             return Verdict(False, Reason.DENIED_BY_RULE, deny.id)
-        return Verdict(True, Reason.ALLOWED, top[0].id)
+        return Verdict(True, Reason.ALLOWED, top[0].id, capture_evidence=top[0].capture_evidence)
     if near_miss is not None:
         return Verdict(False, near_miss[1], near_miss[2])
     return Verdict(False, Reason.NO_MATCHING_RULE)

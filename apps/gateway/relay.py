@@ -14,6 +14,7 @@ import urllib3
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
+from apps.audit.evidence.capture import Capture
 from apps.audit.recording import BodyCount, GatewayAttempt, Outcome
 from apps.gateway.choices import UpstreamError
 from apps.gateway.forwarding import Deadline, TotalTimeout
@@ -46,12 +47,14 @@ class Relay:
 
     def __init__(
         self, upstream_response: urllib3.BaseHTTPResponse, attempt: GatewayAttempt, answered: Answered,
-        has_body: bool, upstream: Upstream, deadline: Deadline,
+        has_body: bool, upstream: Upstream, deadline: Deadline, capture: Capture | None = None,
     ):  # fmt: skip
         self._response = upstream_response
         self._attempt = attempt
         self._answered = answered
-        self._count = BodyCount()
+        # Chosen once per exchange: without evidence capture the loop below is exactly as before.
+        self._capture = capture
+        self._count = BodyCount() if capture is None else capture.response.count
         self._error = ""
         self._complete = not has_body
         self._upstream_name = upstream.name
@@ -106,7 +109,7 @@ class Relay:
             Outcome(
                 status=answered.status, upstream_status=answered.status, ttfb_ms=answered.ttfb_ms,
                 request=answered.request, response=self._count, client_aborted=client_left,
-                error=UpstreamError.CLIENT_ABORTED if client_left else self._error,
+                error=UpstreamError.CLIENT_ABORTED if client_left else self._error, capture=self._capture,
             )
         )  # fmt: skip
 

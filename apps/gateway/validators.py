@@ -74,3 +74,31 @@ def validate_timezone(value: str) -> None:
 def validate_days(value: object) -> None:
     if not isinstance(value, list) or not all(isinstance(d, int) and 0 <= d <= 6 for d in value):
         raise ValidationError("A list of weekdays, 0 = Monday ... 6 = Sunday.", code="invalid_days")
+
+
+# Evidence capture (apps.audit.evidence): what an upstream's captured bodies and headers redact.
+MAX_REDACTED_NAMES = 50
+
+
+def validate_redact_fields(value: object) -> None:
+    """JSON object keys (or form field names) to redact at any depth: a list of short names."""
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_REDACTED_NAMES
+        or not all(isinstance(name, str) and 0 < len(name) <= 100 for name in value)
+    ):
+        raise ValidationError(
+            f"A list of at most {MAX_REDACTED_NAMES} field names of 1 to 100 characters.", code="invalid_redact_fields"
+        )
+
+
+def validate_redact_headers(value: object) -> None:
+    """Header names to redact: a list of valid HTTP header names."""
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_REDACTED_NAMES
+        or not all(isinstance(name, str) and 0 < len(name) <= 100 and _TOKEN_CHARS.match(name) for name in value)
+    ):
+        raise ValidationError(
+            f"A list of at most {MAX_REDACTED_NAMES} HTTP header names.", code="invalid_redact_headers"
+        )

@@ -20,10 +20,11 @@ from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from apps.audit.choices import Decision
+from apps.audit.evidence.capture import Capture
 from apps.audit.recording import Attempt, BodyCount, GatewayAttempt, Outcome
 from apps.core import refusals
 from apps.core.errors import error_body
-from apps.gateway import forwarding, headers, steps, tracing
+from apps.gateway import capturing, forwarding, headers, steps, tracing
 from apps.gateway.choices import Reason, UpstreamError
 from apps.gateway.models import Upstream
 from apps.gateway.policy import Verdict
@@ -72,14 +73,16 @@ def _refuse(request: HttpRequest, attempt: GatewayAttempt, refusal: Refused) -> 
 
 
 def _failed(
-    request: HttpRequest, attempt: GatewayAttempt, error: str, sent: BodyCount | None, answered: Answered | None = None
-) -> JsonResponse:
+    request: HttpRequest, attempt: GatewayAttempt, error: str, sent: BodyCount | None, answered: Answered | None = None,
+    capture: Capture | None = None,
+) -> JsonResponse:  # fmt: skip
     """The exchange ended before there was an answer to relay: the event says why."""
     status = refusals.status_of(error)
     attempt.finish(
         Outcome(
             status=status, error=error, request=sent, client_aborted=error in _CLIENT_FAULTS,
             upstream_status=answered.status if answered else None, ttfb_ms=answered.ttfb_ms if answered else None,
+            capture=capture,
         )
     )  # fmt: skip
     return JsonResponse(error_body(request, error, refusals.detail_of(error)), status=status)
@@ -110,6 +113,9 @@ class Decided:
     target: Upstream
     url: str
     trace: tracing.TraceContext
+    # The deciding rule asks for the exchange's bodies as evidence (the upstream's own flag is
+    # read with it in apps.gateway.capturing).
+    rule_captures: bool = False
 
 
 class Denied(Exception):
@@ -143,7 +149,8 @@ def decide(request: HttpRequest, call: Call, *, websocket: bool = False) -> Deci
     attempt = audit_attempt(
         call, caller=caller, framing=framing, upstream=target, verdict=verdict, trace=trace, websocket=websocket
     )
-    return Decided(attempt, caller, framing, target, url, trace)
+    rule_captures = verdict is not None and verdict.capture_evidence
+    return Decided(attempt, caller, framing, target, url, trace, rule_captures=rule_captures)
 
 
 def begin(request: HttpRequest, call: Call, attempt: GatewayAttempt, target: Upstream) -> JsonResponse | None:
@@ -173,7 +180,7 @@ def _handle(request: HttpRequest, call: Call) -> HttpResponseBase:
     if unrecorded is not None:
         return unrecorded
     try:
-        return _forward(request, attempt, call, caller, target, framing, url, trace)
+        return _forward(request, attempt, call, caller, target, framing, url, trace, decided.rule_captures)
     except BaseException:
         # A bug, or the process being told to stop: the attempt still gets its outcome, so
         # the trail is complete and the sealer never waits on it (Relay.close() records
@@ -183,26 +190,30 @@ def _handle(request: HttpRequest, call: Call) -> HttpResponseBase:
         raise
 
 
-def _request_body(request: HttpRequest, framing: Framing, target: Upstream) -> forwarding.RequestBody | None:
+def _request_body(
+    request: HttpRequest, framing: Framing, target: Upstream, capture: Capture | None
+) -> forwarding.RequestBody | None:
+    count = capture.request.count if capture else None
     if framing.chunked:
         # Django reads a body by its Content-Length, and a chunked one has none: read the
         # WSGI input itself, to its end.
-        return forwarding.RequestBody(request.META["wsgi.input"], None, target.max_request_bytes)
+        return forwarding.RequestBody(request.META["wsgi.input"], None, target.max_request_bytes, count)
     if framing.length:
-        return forwarding.RequestBody(request, framing.length, target.max_request_bytes)  # type: ignore[arg-type]
+        return forwarding.RequestBody(request, framing.length, target.max_request_bytes, count)  # type: ignore[arg-type]
     return None
 
 
 def _forward(
     request: HttpRequest, attempt: GatewayAttempt, call: Call, caller: Caller, target: Upstream, framing: Framing,
-    url: str, trace: tracing.TraceContext,
+    url: str, trace: tracing.TraceContext, rule_captures: bool = False,
 ) -> HttpResponseBase:  # fmt: skip
-    body = _request_body(request, framing, target)
-    sent = body.count if body else None
     # The upstream's own calls through the gate name this attempt as their parent and run
     # one hop level up (apps.gateway.tracing).
     trace_out = trace.for_upstream(attempt.event_id, tracing.expiry(target.total_timeout))
     headers_in = headers.for_upstream(request, target, call, caller, framing.length, trace=trace_out)
+    capture = capturing.capture_for(request, target, headers_in, rule_asks=rule_captures)
+    body = _request_body(request, framing, target, capture)
+    sent = body.count if body else None
     started = time.monotonic()
     deadline = forwarding.Deadline(target.total_timeout)
     try:
@@ -211,24 +222,26 @@ def _forward(
         why = "timed out" if gone.timed_out else "client left"
         logger.info("Request body of %s cut off (%s)", call.request_id, why)
         error = UpstreamError.CLIENT_BODY_TIMEOUT if gone.timed_out else UpstreamError.CLIENT_ABORTED
-        return _failed(request, attempt, error, sent)
+        return _failed(request, attempt, error, sent, capture=capture)
     except forwarding.BodyTooLarge:
         # Only a chunked body can outgrow the limit here (a declared length was checked before).
-        return _failed(request, attempt, Reason.REQUEST_TOO_LARGE, sent)
+        return _failed(request, attempt, Reason.REQUEST_TOO_LARGE, sent, capture=capture)
     except forwarding.UPSTREAM_FAILURES as exc:
         error = forwarding.classify(exc)
         logger.warning("Upstream %s failed: %s (%s)", target.name, error, type(exc).__name__)
-        return _failed(request, attempt, error, sent)
+        return _failed(request, attempt, error, sent, capture=capture)
     answered = Answered(
         status=upstream_response.status, ttfb_ms=round((time.monotonic() - started) * 1000, 3),
         request=sent or BodyCount(),
     )  # fmt: skip
+    if capture is not None:
+        capture.response.headers = list(upstream_response.headers.iteritems())
     if forwarding.declared_length(upstream_response) > target.max_response_bytes:
         upstream_response.close()
         logger.warning("Upstream %s declared more than %d bytes", target.name, target.max_response_bytes)
-        return _failed(request, attempt, UpstreamError.TOO_LARGE, sent, answered)
+        return _failed(request, attempt, UpstreamError.TOO_LARGE, sent, answered, capture)
     has_body = call.method != "HEAD" and upstream_response.status not in _NO_BODY_STATUSES
-    relay = Relay(upstream_response, attempt, answered, has_body, target, deadline)
+    relay = Relay(upstream_response, attempt, answered, has_body, target, deadline, capture)
     gateway_base = f"{request.scheme}://{call.host}/gw/{target.name}"
     headers_out = headers.client_facing(
         upstream_response.headers.iteritems(),

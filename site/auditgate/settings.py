@@ -268,6 +268,40 @@ AUDIT_SEAL_KEYS, AUDIT_SEAL_KEY_ID = audit_seal_keys(env)
 # deploy sets it (seal.env); empty means no file (development, tests, benchmarks).
 AUDIT_CHECKPOINT_FILE = env.str("AUDITGATE_AUDIT_CHECKPOINT_FILE", "")
 
+# --- SIEM streaming (apps.siem) ------------------------------------------------------------
+# `manage.py audit_stream --sink syslog|webhook` (cron, every minute, as root) sends every audit
+# event once complete, and every signed checkpoint, to a syslog receiver (RFC 5424 over TLS,
+# octet-counted) and/or an HTTPS webhook (signed NDJSON batches), at least once, from a durable
+# cursor per sink.  Only the streamer reads these: the deploy keeps them, the webhook secret
+# with them, in the root-only siem.env, out of the web daemons' reach.  Empty URL: sink off.
+SIEM_SYSLOG_URL = env.str("AUDITGATE_SIEM_SYSLOG_URL", "")  # tls://host:port
+SIEM_SYSLOG_CA_FILE = env.str("AUDITGATE_SIEM_SYSLOG_CA_FILE", "")  # the receiver's CA (PEM); empty: the system's
+SIEM_SYSLOG_CLIENT_CERT = env.str("AUDITGATE_SIEM_SYSLOG_CLIENT_CERT", "")  # optional client certificate (PEM)
+SIEM_SYSLOG_CLIENT_KEY = env.str("AUDITGATE_SIEM_SYSLOG_CLIENT_KEY", "")
+SIEM_SYSLOG_FACILITY = env.str("AUDITGATE_SIEM_SYSLOG_FACILITY", "authpriv")
+SIEM_WEBHOOK_URL = env.str("AUDITGATE_SIEM_WEBHOOK_URL", "")  # https://...
+SIEM_WEBHOOK_CA_FILE = env.str("AUDITGATE_SIEM_WEBHOOK_CA_FILE", "")
+SIEM_WEBHOOK_SECRET = env.secret("AUDITGATE_SIEM_WEBHOOK_SECRET") if SIEM_WEBHOOK_URL else ""
+# A missing id counts as a rolled-back insert once a later row was recorded this long ago
+# (the sealer's reasoning, apps.siem.cursor; keep it above the longest audit insert).
+SIEM_GRACE_SECONDS = env.int("AUDITGATE_SIEM_GRACE_SECONDS", 5)
+SIEM_BATCH_LINES = env.int("AUDITGATE_SIEM_BATCH_LINES", 500)
+SIEM_BATCH_BYTES = env.int("AUDITGATE_SIEM_BATCH_BYTES", 1024 * 1024)
+
+# Alerts (apps.alerts)
+# audit_alerts (cron, as root) posts each alert, signed, to this https:// URL; empty: alerts are
+# only listed (API, dashboard).  The signing secret is read from a root-only file by that
+# command alone (the web daemons never need it, so they are never given it).
+ALERTS_WEBHOOK_URL = env.str("AUDITGATE_ALERTS_WEBHOOK_URL", "")
+ALERTS_WEBHOOK_CA_FILE = env.str("AUDITGATE_ALERTS_WEBHOOK_CA_FILE", "")
+ALERTS_WEBHOOK_SECRET_FILE = env.str("AUDITGATE_ALERTS_WEBHOOK_SECRET_FILE", "")
+if ALERTS_WEBHOOK_URL and not (ALERTS_WEBHOOK_URL.startswith("https://") and ALERTS_WEBHOOK_SECRET_FILE):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "AUDITGATE_ALERTS_WEBHOOK_URL: an https:// URL, with AUDITGATE_ALERTS_WEBHOOK_SECRET_FILE."
+    )
+
 # --- Gateway -----------------------------------------------------------------------------
 GATEWAY_STREAM_CHUNK_BYTES = 64 * 1024
 # Names this gateway in the Via header it adds; loop detection counts it on the way in.

@@ -17,6 +17,7 @@ API_ROOT = {
     "rules": "gateway-api:accessrule-list",
     "tokens": "gateway-api:apitoken-list",
     "audit/events": "audit-api:auditevent-list",
+    "alerts": "alerts-api:alert-list",
 }
 
 _PAGE = ["get", "head"]
@@ -27,6 +28,7 @@ urlpatterns = [
     path("api/", include("apps.core.api.urls")),
     path("api/", include("apps.gateway.api.urls")),
     path("api/", include("apps.audit.api.urls")),
+    path("api/", include("apps.alerts.api.urls")),
     path("api/auth/", include("rest_framework.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # Pages, not API resources: GET and HEAD only (OPTIONS would try to render DRF's metadata as the page).

@@ -294,12 +294,12 @@ V1_COLUMNS = (
 @pytest.fixture
 def calls(make_event) -> dict[str, AuditEvent]:
     """A user's request and a call made while serving it (schema version 2), sealed."""
-    user = make_event(request_id="user", trace_id=TRACE, recorded_at=LONG_AGO)
+    user = make_event(request_id="user", trace_id=TRACE, recorded_at=LONG_AGO, schema_version=2)
     made = {
         "user": user,
         "call": make_event(request_id="call", trace_id=TRACE, parent_event_id=user.pk, close_code=1000,
-                           recorded_at=LONG_AGO),
-        "after": make_event(request_id="after", recorded_at=LONG_AGO),
+                           schema_version=2, recorded_at=LONG_AGO),
+        "after": make_event(request_id="after", recorded_at=LONG_AGO, schema_version=2),
     }  # fmt: skip
     assert AuditEvent.objects.get(pk=made["call"].pk).schema_version == 2
     assert sealing.seal().count == 3

@@ -188,7 +188,7 @@ def test_an_export_whose_replica_fails_goes_on_from_the_primary_after_the_last_i
 
     calls = []
 
-    def pages(queryset, after):
+    def pages(queryset, after, columns):
         calls.append((queryset.db, after))
         if queryset.db == replica.REPLICA:
             yield [(1,), (2,)]
@@ -196,7 +196,7 @@ def test_an_export_whose_replica_fails_goes_on_from_the_primary_after_the_last_i
         yield [(3,)]
 
     monkeypatch.setattr(exporting, "_pipelined_pages", pages)
-    rows = [row for page in exporting._raw_pages(AuditEvent.objects.using(replica.REPLICA)) for row in page]
+    rows = [row for page in exporting._raw_pages(AuditEvent.objects.using(replica.REPLICA), []) for row in page]
     assert rows == [(1,), (2,), (3,)]
     assert calls == [(replica.REPLICA, 0), (DEFAULT_DB_ALIAS, 2)]
 

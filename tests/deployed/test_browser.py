@@ -177,6 +177,20 @@ def test_the_audit_dashboard_draws_its_charts_from_the_stats_api(browser, audito
     check_the_dashboard(browser, request_id)
 
 
+def test_the_dashboard_lists_a_real_alert(browser, auditor_login, admin, register_upstream):
+    # A use of an upstream marked sensitive fires the default rule "sensitive upstream used".
+    upstream = register_upstream(sensitive=True)
+    assert admin.get(f"{BASE_URL}/gw/{upstream}/allowed", timeout=10).status_code == 200
+    manage_ok("audit_alerts", "--once")
+    log_in(browser, *auditor_login, "/audit/dashboard/")
+    wait(browser, lambda d: d.find_element(By.ID, "alerts").get_attribute("data-loaded") == "true")
+    row = browser.find_element(By.XPATH, f"//table[@id='alerts-table']//td[text()='admin on {upstream}']/..")
+    assert "sensitive_upstream" in row.text and "sensitive upstream used" in row.text, row.text
+    assert "Could not load" not in browser.find_element(By.ID, "alerts-status").text
+    browser.execute_script("document.getElementById('alerts').scrollIntoView()")
+    browser.save_screenshot(str(SHOTS / "audit-dashboard-alerts.png"))
+
+
 def test_an_administrator_browses_the_upstreams_and_logs_out(browser, admin, registered_upstream):
     username, password = "browser-admin", secrets.token_urlsafe(16)
     manage_ok("shell", "-c", (

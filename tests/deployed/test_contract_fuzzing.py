@@ -51,16 +51,19 @@ def fuzz_tokens() -> dict[str, str | None]:
 @pytest.fixture(scope="module")
 def protected(admin, fuzz_tokens) -> str:
     # Listed after the fuzzing tokens exist, so that the fuzzer cannot revoke its own.
-    return ";".join(f"{kind}:{','.join(existing_ids(admin, kind))}" for kind in ("tokens", "upstreams", "rules"))
+    listed = ";".join(f"{kind}:{','.join(existing_ids(admin, kind))}" for kind in ("tokens", "upstreams", "rules"))
+    # The alert rules (/api/alerts/rules/{id}/: the hooks read its kind as "alerts").
+    return f"{listed};alerts:{','.join(existing_ids(admin, 'alerts/rules'))}"
 
 
 @pytest.fixture(scope="module")
 def created_by_fuzzing(admin):
-    """Upstreams (and with them their rules) the fuzzer created are deleted afterwards."""
-    before = set(existing_ids(admin, "upstreams"))
+    """Upstreams (and with them their rules) and alert rules the fuzzer created are deleted afterwards."""
+    before = {collection: set(existing_ids(admin, collection)) for collection in ("upstreams", "alerts/rules")}
     yield
-    for ident in set(existing_ids(admin, "upstreams")) - before:
-        assert admin.delete(f"{BASE_URL}/api/upstreams/{ident}/", timeout=30).status_code == 204
+    for collection, existed in before.items():
+        for ident in set(existing_ids(admin, collection)) - existed:
+            assert admin.delete(f"{BASE_URL}/api/{collection}/{ident}/", timeout=30).status_code == 204
 
 
 def schemathesis(caller: str, token: str | None, protected: str) -> subprocess.CompletedProcess[str]:

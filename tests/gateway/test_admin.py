@@ -35,7 +35,7 @@ def test_saving_an_upstream_in_the_admin_keeps_secrets_left_empty_and_is_audited
     form = {
         "name": "crm", "base_url": "http://127.0.0.1:1", "enabled": "on", "internal": "on", "connect_timeout": "5",
         "read_timeout": "10", "total_timeout": "120", "max_request_bytes": "1000", "max_response_bytes": "1000",
-        "websocket_idle_timeout": "300", "websocket_max_duration": "3600",
+        "websocket_idle_timeout": "300", "websocket_max_duration": "3600", "evidence_max_bytes": "65536",
         "allowed_methods": '["GET"]', "credential_header": "X-Api-Key", "credential_value": "", "identity_key": "",
     }  # fmt: skip
     response = browser.post(f"/admin/gateway/upstream/{upstream.pk}/change/", form)

@@ -54,3 +54,18 @@ STATS_EXAMPLE = {
                         "status": 403, "request_id": "ZT7b1X8AAQEAAB3xGk0AAAAB"}],
     "read_from": "replica", "replica": {"state": "ok", "lag_seconds": 0},
 }  # fmt: skip
+
+_ECHO = "https://gate.example/api/audit/events/1042/evidence/"
+EVIDENCE_EXAMPLE = {
+    "event": 1042,
+    "request": {
+        "sha256": "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef", "bytes": 41, "truncated": False,
+        "redacted": ["field:password", "header:authorization"], "content_type": "application/json",
+        "headers": [["Content-Type", "application/json"], ["Authorization", "[redacted]"]],
+        "body_url": _ECHO + "request/",
+    },
+    "response": {
+        "withheld": "content_encoded", "redacted": [], "content_type": "text/html",
+        "headers": [["Content-Type", "text/html"], ["Content-Encoding", "gzip"]], "body_url": None,
+    },
+}  # fmt: skip

@@ -175,7 +175,8 @@ AuditStatsSerializer._declared_fields["from"] = serializers.DateTimeField()
 
 class ProblemSerializer(serializers.Serializer):
     kind = serializers.CharField(
-        help_text="altered, deleted, inserted, fork, bad_signature, checkpoint_missing or checkpoint_mismatch."
+        help_text="altered, deleted, inserted, fork, bad_signature, checkpoint_missing, checkpoint_mismatch, "
+        "evidence_missing or evidence_mismatch (a captured body gone, or no longer matching its sealed digest)."
     )
     seq = serializers.IntegerField(allow_null=True)
     detail = serializers.CharField()
@@ -190,3 +191,31 @@ class AuditVerifySerializer(serializers.Serializer):
     signatures_checked = serializers.BooleanField(help_text="Always false here: the web server has no seal key.")
     checkpoint_file_checked = serializers.BooleanField()
     problems = ProblemSerializer(many=True)
+
+
+class EvidenceSideSerializer(serializers.Serializer):
+    """One direction of a captured exchange, as the event sealed it (``apps.audit.evidence``)."""
+
+    sha256 = serializers.CharField(required=False, help_text="Of the stored bytes (the blob's key); empty: no body.")
+    bytes = serializers.IntegerField(required=False, help_text="Stored bytes (after redaction and the size cap).")
+    truncated = serializers.BooleanField(required=False, help_text="The body was longer than evidence_max_bytes.")
+    withheld = serializers.CharField(
+        required=False,
+        help_text="Why no body was stored: content_encoded, truncated_before_redaction, unparseable, "
+        "unsupported_content_type, store_failed or unrecorded_attempt.",
+    )
+    redacted = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="header:<name>, field:<name>, secret."
+    )
+    headers = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField()), required=False,
+        help_text="[name, value] pairs, redacted: as sent to the upstream, or as the upstream answered.",
+    )  # fmt: skip
+    content_type = serializers.CharField(required=False)
+    body_url = serializers.URLField(allow_null=True, help_text="The stored body; null when none was stored.")
+
+
+class EvidenceSerializer(serializers.Serializer):
+    event = serializers.IntegerField(help_text="The gateway event's id.")
+    request = EvidenceSideSerializer(allow_null=True)
+    response = EvidenceSideSerializer(allow_null=True, help_text="Null when the upstream never answered.")

@@ -147,7 +147,10 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
         queryset = queryset.using(queryset.db)
         events.record(events.AUDIT_EXPORTED, acting=Acting.from_request(request),
                       query=request.META.get("QUERY_STRING", "")[:2000])  # fmt: skip
-        lines = exporting.ndjson_lines(queryset) if kind == "ndjson" else exporting.csv_lines(queryset)
+        # The captured evidence's metadata is the auditors' (apps.audit.api.evidence): others export without it.
+        evidence = is_auditor(request.user)
+        lines = (exporting.ndjson_lines(queryset, evidence=evidence) if kind == "ndjson"
+                 else exporting.csv_lines(queryset, evidence=evidence))  # fmt: skip
         response = StreamingHttpResponse(lines, content_type=CSVRenderer.media_type if kind == "csv"
                                          else NDJSONRenderer.media_type)  # fmt: skip
         response["Content-Disposition"] = f'attachment; filename="audit-events.{kind}"'

@@ -27,7 +27,7 @@ from apps.gateway.choices import HTTP_METHODS, Subject
 from apps.gateway.models import AccessRule, APIToken, Upstream
 from apps.gateway.models.tokens import MAX_CIDRS, SHOWN_FIELDS, normalise_cidrs
 from apps.gateway.targets import check_base_url
-from apps.gateway.validators import validate_cidrs
+from apps.gateway.validators import MAX_REDACTED_NAMES, validate_cidrs, validate_header_name
 
 # Related objects are named in a text input of the browsable API's form, never a dropdown of
 # every user or upstream (which would also show them to anyone who may open the form).
@@ -49,6 +49,15 @@ class UpstreamSerializer(serializers.HyperlinkedModelSerializer):
     identity_key = StrictCharField(write_only=True, required=False, allow_blank=True, max_length=200)
     has_credential = serializers.SerializerMethodField()
     has_identity_key = serializers.SerializerMethodField()
+    # Evidence capture (apps.audit.evidence): what is redacted before a body is stored.
+    evidence_redact_fields = serializers.ListField(
+        child=StrictCharField(max_length=100), max_length=MAX_REDACTED_NAMES, required=False,
+        help_text="JSON keys and form fields redacted in captured bodies, at any depth, any letter case.",
+    )  # fmt: skip
+    evidence_redact_headers = serializers.ListField(
+        child=StrictCharField(max_length=100, validators=[validate_header_name]), max_length=MAX_REDACTED_NAMES,
+        required=False, help_text="Headers redacted in captured evidence, besides those always redacted.",
+    )  # fmt: skip
 
     class Meta:
         model = Upstream
@@ -58,6 +67,7 @@ class UpstreamSerializer(serializers.HyperlinkedModelSerializer):
             "websocket_idle_timeout", "websocket_max_duration", "allowed_methods", "preserve_host", "forward_cookies",
             "forward_rewrite_headers", "fail_open", "sensitive",
             "credential_header", "credential_value", "has_credential", "identity_key", "has_identity_key",
+            "capture_evidence", "evidence_max_bytes", "evidence_redact_fields", "evidence_redact_headers",
             "created_at", "updated_at",
         )  # fmt: skip
 
@@ -110,7 +120,7 @@ class AccessRuleSerializer(serializers.ModelSerializer):
             "url", "id", "upstream", "subject", "user", "group", "effect", "priority", "methods",
             "path_match", "path_pattern", "case_insensitive", "source_cidrs", "days", "start_time", "end_time",
             "time_zone",
-            "valid_from", "valid_until", "enabled", "description", "created_at", "updated_at",
+            "valid_from", "valid_until", "enabled", "capture_evidence", "description", "created_at", "updated_at",
         )  # fmt: skip
 
     def validate_methods(self, value: list[str]) -> list[str]:

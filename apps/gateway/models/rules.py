@@ -45,6 +45,10 @@ class AccessRule(models.Model):
     valid_from = models.DateTimeField(null=True, blank=True)
     valid_until = models.DateTimeField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
+    # Evidence capture (apps.audit.evidence): also when the upstream does not ask for it.
+    capture_evidence = models.BooleanField(
+        default=False, help_text="Keep the bodies of the calls this rule allows as evidence (as the upstream's flag)."
+    )
     description = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -10,7 +10,13 @@ from apps.core.secrets_at_rest import EncryptedTextField
 from apps.gateway import paths
 from apps.gateway.choices import HTTP_METHODS
 from apps.gateway.targets import check_base_url
-from apps.gateway.validators import validate_base_url, validate_header_name, validate_methods
+from apps.gateway.validators import (
+    validate_base_url,
+    validate_header_name,
+    validate_methods,
+    validate_redact_fields,
+    validate_redact_headers,
+)
 
 MIB = 1024 * 1024
 # The longest exchange an upstream may allow.  It stays below mod_wsgi's per-thread
@@ -23,6 +29,8 @@ MAX_TOTAL_TIMEOUT = 170.0
 # sealing waits for an open WebSocket up to that long) and sit below Apache's tunnel timeout.
 MAX_WEBSOCKET_IDLE_TIMEOUT = 3600
 MAX_WEBSOCKET_DURATION = 4 * 3600
+# Evidence capture keeps at most this much of each body of an exchange (apps.audit.evidence).
+MAX_EVIDENCE_BYTES = MIB
 
 
 def all_methods() -> list[str]:
@@ -92,6 +100,24 @@ class Upstream(models.Model):
         default=False,
         help_text="Every use raises an alert (apps.alerts): admin consoles, production databases' APIs...",
     )
+    # Evidence capture (apps.audit.evidence): the bodies of forwarded exchanges, redacted, stored
+    # beside the trail and readable by auditors only.  Also asked for by a rule (AccessRule).
+    capture_evidence = models.BooleanField(
+        default=False, help_text="Keep the bodies of forwarded calls as evidence (auditors read them)."
+    )
+    evidence_max_bytes = models.PositiveIntegerField(
+        default=64 * 1024,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_EVIDENCE_BYTES)],
+        help_text="Bytes kept of each body, per direction (at most 1 MiB); beyond: the prefix, marked truncated.",
+    )
+    evidence_redact_fields = models.JSONField(
+        default=list, blank=True, validators=[validate_redact_fields],
+        help_text="JSON keys and form fields whose values are replaced by [redacted], at any depth, any letter case.",
+    )  # fmt: skip
+    evidence_redact_headers = models.JSONField(
+        default=list, blank=True, validators=[validate_redact_headers],
+        help_text="Headers redacted besides Authorization, Cookie, Set-Cookie, the credential and the gateway's own.",
+    )  # fmt: skip
     # Write-only secrets: never returned by the API or shown by the admin, never logged or audited,
     # stored encrypted (apps.core.secrets_at_rest).  The lengths are the API's and the admin's
     # (serializers, forms); a column holds the token, about 1.4 x the text + 100 characters.

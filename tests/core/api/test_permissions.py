@@ -107,6 +107,19 @@ MATRIX: dict[str, dict[str, Access]] = {
     "audit-api:auditevent-export": {"GET": signed_in(AUDIT_READ)},
     "audit-api:audit-stats": {"GET": auditors(200, AUDIT_READ)},
     "audit-api:audit-verify": {"GET": auditors(200, AUDIT_READ)},
+    # The plain user's event has no evidence: an auditor gets past the permissions to the 404.
+    "audit-api:auditevent-evidence": {"GET": auditors(404, AUDIT_READ)},
+    "audit-api:auditevent-evidence-body": {"GET": auditors(404, AUDIT_READ)},
+    "alerts-api:alert-list": {"GET": auditors(200, AUDIT_READ)},
+    "alerts-api:alert-detail": {"GET": auditors(200, AUDIT_READ)},
+    # Auditors read the alert rules; administrators change them.
+    "alerts-api:alertrule-list": {"GET": auditors(200, AUDIT_READ), "POST": staff_only(400, POLICY_WRITE)},
+    "alerts-api:alertrule-detail": {
+        "GET": auditors(200, AUDIT_READ),
+        "PUT": staff_only(400, POLICY_WRITE),
+        "PATCH": staff_only(200, POLICY_WRITE),
+        "DELETE": staff_only(204, POLICY_WRITE),
+    },
 }
 # A write scope includes its read scope: a token with only the write scope may read.
 INCLUDED_BY = {POLICY_READ: POLICY_WRITE, TOKENS_READ: TOKENS_WRITE}
@@ -184,14 +197,27 @@ def objects(users, make_event) -> dict[str, int]:
     rule = AccessRule.objects.create(upstream=upstream, user=users[USER])
     token, _ = create_token(user=users[USER], label="theirs", expires_at=default_expiry())
     event = make_event(actor_id=users[USER].pk, actor_username="plain-user")
-    return {"upstream": upstream.pk, "accessrule": rule.pk, "apitoken": token.pk, "auditevent": event.pk}
+    alert_rule, alert = alert_objects()
+    return {"upstream": upstream.pk, "accessrule": rule.pk, "apitoken": token.pk, "auditevent": event.pk,
+            "alertrule": alert_rule.pk, "alert": alert.pk}  # fmt: skip
+
+
+def alert_objects() -> tuple[Any, Any]:
+    from apps.alerts.models import Alert, AlertRule
+
+    rule = AlertRule.objects.create(name="matrix", kind="sensitive_upstream")
+    return rule, Alert.objects.create(rule=rule, rule_name=rule.name, kind=rule.kind, subject="s", dedup_key="m")
+
+
+# Routes that take more than the object's id.
+MORE_KWARGS = {"audit-api:auditevent-evidence-body": {"direction": "request"}}
 
 
 def url_of(name: str, objects: dict[str, int]) -> str:
     if not api_endpoints()[name].takes_pk:
         return reverse(name)
-    basename = name.rpartition(":")[2].rpartition("-")[0]
-    return reverse(name, kwargs={"pk": objects[basename]})
+    basename = name.rpartition(":")[2].split("-")[0]
+    return reverse(name, kwargs={"pk": objects[basename], **MORE_KWARGS.get(name, {})})
 
 
 def client_with(plaintext: str | None) -> APIClient:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from apps.audit import archives, sealing
 from apps.audit.models import AuditEvent
+from apps.audit.signals import verification_failed
 
 
 class Command(BaseCommand):
@@ -48,7 +49,14 @@ class Command(BaseCommand):
         else:
             self._summary(report)
         if not report.ok:
+            self._signal_failure(report)
             raise CommandError(f"audit trail NOT intact; first bad seq: {report.first_bad_seq}")
+
+    def _signal_failure(self, report: sealing.Report) -> None:
+        """Tell the listeners (the alerts app); one that fails is reported, and the verdict stands."""
+        for receiver, result in verification_failed.send_robust(sender=self.__class__, report=report):
+            if isinstance(result, Exception):
+                self.stderr.write(f"verification_failed receiver {receiver!r} failed: {result!r}")
 
     def _summary(self, report: sealing.Report) -> None:
         self._write_report(

@@ -1,6 +1,7 @@
 // The audit dashboard: reads /api/audit/stats (same origin, session cookie) and draws its time
 // series with uPlot (vendor/uplot, loaded before this file); every text goes in as text.
 // A request's causal chain (/api/audit/events/<id>/chain/) opens from the recent denials.
+// The recent alerts come from /api/alerts/ (the alerts app; no panel when the page names no URL).
 "use strict";
 
 const root = document.getElementById("dashboard");
@@ -256,6 +257,44 @@ async function showChain(eventId) {
   }
 }
 
+const ALERTS_SHOWN = 20;
+
+// Delivered, or why not yet: an alert stays "not delivered" until the webhook answers 2xx.
+function deliveryText(alert) {
+  if (alert.delivered) return `yes, ${utc(alert.delivered_at)}`;
+  if (!alert.attempts) return "not yet";
+  return `no (${alert.attempts} attempt${alert.attempts === 1 ? "" : "s"}: ${alert.last_error})`;
+}
+
+async function loadAlerts() {
+  const section = document.getElementById("alerts");
+  if (!root.dataset.alertsUrl) return;
+  section.hidden = false;
+  const status = document.getElementById("alerts-status");
+  try {
+    const response = await fetch(`${root.dataset.alertsUrl}?page_size=${ALERTS_SHOWN}`,
+                                 { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    const body = await response.json();
+    if (!response.ok) throw new Error(`${response.status} ${body.code}: ${body.detail}`);
+    const rows = document.querySelector("#alerts-table tbody");
+    rows.replaceChildren();
+    for (const alert of body.results) {
+      const row = rows.insertRow();
+      row.className = alert.delivered ? "alert-delivered" : "alert-pending";
+      row.dataset.alertId = alert.id;
+      cell(row, utc(alert.fired_at));
+      cell(row, alert.kind);
+      cell(row, alert.rule_name);
+      cell(row, alert.subject);
+      cell(row, deliveryText(alert), "delivery");
+    }
+    status.textContent = body.results.length ? "" : "none";
+    section.dataset.loaded = "true";
+  } catch (error) {
+    status.textContent = `could not load the alerts: ${error.message}`;
+  }
+}
+
 let latest = null;
 
 async function load() {
@@ -295,4 +334,6 @@ window.addEventListener("resize", () => {
   for (const [id, chart] of Object.entries(charts)) chart.u.setSize(size(document.getElementById(id)));
 });
 load();
+loadAlerts();
 setInterval(load, 60000);
+setInterval(loadAlerts, 60000);
