@@ -34,8 +34,10 @@ import orjson  # noqa: E402
 
 from tests.deployed.conftest import BASE_URL, MANAGE, https_session  # noqa: E402
 from tests.deployed.load import call, closed_loop  # noqa: E402
-from tests.siem.receivers import Rsyslog, TestCA, WebhookReceiver  # noqa: E402
+from tests.siem.receivers import Rsyslog  # noqa: E402
+from tests.tls import TestCA  # noqa: E402
 from tests.upstream import Upstream  # noqa: E402
+from tests.webhook_receiver import WebhookReceiver  # noqa: E402
 
 BOM = b"\xef\xbb\xbf"
 
@@ -56,7 +58,7 @@ def arrivals_syslog(lines: list[bytes]) -> list[tuple[float, dict]]:
 
 
 def arrivals_webhook(hook: WebhookReceiver) -> list[tuple[float, dict]]:
-    return [(at, orjson.loads(line)) for at, line in hook.arrivals]
+    return [(received.at, orjson.loads(line)) for received in hook.accepted() for line in received.lines()]
 
 
 def figures(arrivals: list[tuple[float, dict]], ids: set[int]) -> dict[str, float]:
@@ -110,7 +112,7 @@ class Bench:
         results = {}
         with (
             Rsyslog(self.work / "rsyslog", self.ca, stamped=True) as rsyslog,
-            WebhookReceiver(self.ca, self.secret.encode()) as hook,
+            WebhookReceiver(self.secret.encode(), self.ca) as hook,
         ):
             receivers = {"syslog": rsyslog, "webhook": hook}
             for kind, receiver in receivers.items():  # the cursors start here

@@ -5,24 +5,18 @@ state is in the database (``EvaluatorState``), never in a process: any host may 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
-from django.db import connection
 from django.utils import timezone
 
 from apps.alerts.delivery import deliver_due
 from apps.alerts.evaluation import evaluate
 from apps.alerts.models import AlertRule
 from apps.alerts.tail import Tail
+from apps.core.mariadb.locks import NamedLock
 from apps.core.webhooks import Webhook
 
-
-def lock_name() -> str:
-    """Named locks are server-wide: the database's name keeps two deployments (or a test
-    database) on one MariaDB server from taking turns with each other."""
-    return f"auditgate.alerts.{connection.settings_dict['NAME']}"[:64]
+EVALUATOR_LOCK = NamedLock("alerts")
 
 
 @dataclass
@@ -33,23 +27,10 @@ class Pass:
     failed: int = 0
 
 
-@contextmanager
-def evaluator_lock(wait_seconds: float) -> Iterator[bool]:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT GET_LOCK(%s, %s)", [lock_name(), wait_seconds])
-        got = cursor.fetchone()[0] == 1
-    try:
-        yield got
-    finally:
-        if got:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT RELEASE_LOCK(%s)", [lock_name()])
-
-
 def run_pass(hook: Webhook | None, *, lock_wait: float = 0) -> Pass | None:
     """None when another evaluator holds the lock for longer than ``lock_wait`` seconds."""
-    with evaluator_lock(lock_wait) as got:
-        if not got:
+    with EVALUATOR_LOCK.holding(wait=lock_wait) as taken:
+        if not taken:
             return None
         now = timezone.now()
         tail = Tail.load()

@@ -42,6 +42,7 @@ from apps.audit.evidence import verification as evidence
 from apps.audit.models import AuditEvent, AuditEventHash, AuditSeal
 from apps.audit.retention import purged_through
 from apps.core import signing
+from apps.core.mariadb.locks import NamedLock
 
 GENESIS = "0" * 64
 # What is sealed of an event: every column but ``actor_id`` (set to NULL when a user is
@@ -83,6 +84,8 @@ _SELECT = "SELECT {} FROM {} WHERE id >= %s AND id <= %s ORDER BY id LIMIT %s".f
 )
 _BATCH = 5000
 _LAST = 2**63 - 1
+# One sealer at a time, across processes and hosts.
+SEALER_LOCK = NamedLock("sealer")
 
 Row = tuple[Any, ...]
 
@@ -184,7 +187,9 @@ def seal(*, now: datetime | None = None, grace: timedelta | None = None, limit: 
     """Seal the events that are old enough; returns the new checkpoint, or None if nothing to seal."""
     now = now or timezone.now()
     cutoff = now - (grace if grace is not None else timedelta(seconds=settings.AUDIT_SEAL_GRACE_SECONDS))
-    with transaction.atomic(), _sealer_lock():
+    with transaction.atomic(), SEALER_LOCK.holding(wait=10) as taken:
+        if not taken:
+            raise RuntimeError("Another sealer is running.")
         last = AuditSeal.objects.order_by("-last_seq").first()
         previous = last.head_hash if last else GENESIS
         # The chain starts at the first event ever written (ids before it never existed).
@@ -221,20 +226,6 @@ def seal(*, now: datetime | None = None, grace: timedelta | None = None, limit: 
         checkpoint.save()
     _append_checkpoint(checkpoint, settings.AUDIT_CHECKPOINT_FILE)
     return checkpoint
-
-
-class _sealer_lock:
-    """One sealer at a time, across processes and hosts (a MariaDB named lock)."""
-
-    def __enter__(self) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT GET_LOCK('auditgate.sealer', 10)")
-            if cursor.fetchone()[0] != 1:
-                raise RuntimeError("Another sealer is running.")
-
-    def __exit__(self, *exc: object) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT RELEASE_LOCK('auditgate.sealer')")
 
 
 # --- verification ----------------------------------------------------------------------

@@ -3,8 +3,8 @@
 It runs apart from the gateway and only reads what the gateway committed, so a slow, hung or
 unreachable receiver never slows or blocks a request: the trail waits in the database, and the
 cursor resumes where the receiver last acknowledged.  One streamer per sink across every web
-host: each holds a MariaDB named lock for its cursor (``GET_LOCK``), which dies with its
-connection, so cron's next run on any host takes over within a minute of a streamer's death.
+host: each holds a MariaDB named lock for its cursor (``apps.core.mariadb.locks``), which dies
+with its connection, so cron's next run on any host takes over within a minute of a streamer's death.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection
 from django.utils import timezone
 
+from apps.core.mariadb.locks import NamedLock
 from apps.siem.cursor import Batch, Position, next_batch, start_position
 from apps.siem.lines import EVENT, Line
 from apps.siem.models import SinkCursor
@@ -48,20 +48,24 @@ class Busy(Exception):
     """Another streamer holds this sink's lock."""
 
 
-def lock_name(cursor_name: str) -> str:
-    return f"auditgate.siem.{cursor_name}"[:64]
+def sink_lock(cursor_name: str) -> NamedLock:
+    """The lock of one sink's streamer (its cursor's name stands for the sink)."""
+    return NamedLock(f"siem.{cursor_name}")
 
 
 class Streamer:
     def __init__(self, name: str, sink: Sink, options: Options, *, sleep: Callable[[float], None] = time.sleep):
         self.name, self.sink, self.options, self.sleep = name, sink, options, sleep
         self.totals = Totals()
+        self.lock = sink_lock(name)
         self._backoff = 0.0
 
     def run(self, *, seconds: float, once: bool = False) -> Totals:
         """Stream for ``seconds`` (or, ``once``, until nothing is left to send or a delivery fails)."""
         deadline = time.monotonic() + seconds
-        with _named_lock(lock_name(self.name)):
+        with self.lock.holding(wait=0) as taken:
+            if not taken:  # a second streamer for the sink exits
+                raise Busy(f"another streamer holds {self.lock.name}")
             cursor = self._cursor()
             try:
                 while time.monotonic() < deadline:
@@ -105,7 +109,10 @@ class Streamer:
         return cursor
 
     def _save(self, cursor: SinkCursor, batch: Batch, sent: list[Line]) -> None:
-        _still_holding(lock_name(self.name))
+        if not self.lock.held():
+            # The lock died with a replaced connection: another streamer may run by now, and
+            # this one must not write the cursor back over it.
+            raise Busy(f"lost {self.lock.name}: its database connection was replaced")
         batch.after.store(cursor)
         events = [line for line in sent if line.kind == EVENT]
         self.totals.events += len(events)
@@ -137,29 +144,3 @@ def _lag(events: list[Line], now: datetime) -> float | None:
     if latest is None:
         return None
     return round((now - datetime.fromisoformat(latest)).total_seconds(), 3)
-
-
-class _named_lock:
-    """A MariaDB named lock, taken without waiting: a second streamer for the sink exits."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __enter__(self) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT GET_LOCK(%s, 0)", [self.name])
-            if cursor.fetchone()[0] != 1:
-                raise Busy(f"another streamer holds {self.name}")
-
-    def __exit__(self, *exc: object) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT RELEASE_LOCK(%s)", [self.name])
-
-
-def _still_holding(name: str) -> None:
-    """The lock dies with the connection: if the connection was replaced, another streamer may
-    run by now, and this one must not write the cursor back over it."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", [name])
-        if cursor.fetchone()[0] != 1:
-            raise Busy(f"lost {name}: its database connection was replaced")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.alerts.receiver import Receiver
 from tests.deployed.conftest import BASE_URL, fresh_token, https_session, manage, manage_ok
+from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.deployed
 
@@ -27,8 +27,8 @@ SECRET = secrets.token_urlsafe(24)
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    with Receiver(SECRET.encode()) as running:
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(SECRET.encode()) as running:
         yield running
 
 
@@ -58,18 +58,18 @@ def own_rule(admin) -> Iterator:
         assert admin.delete(url, timeout=10).status_code == 204
 
 
-def evaluate_and_deliver(receiver: Receiver, secret_file: str) -> str:
+def evaluate_and_deliver(receiver: WebhookReceiver, secret_file: str) -> str:
     return manage_ok("audit_alerts", "--once", "--webhook-url", receiver.url,
                      "--webhook-ca-file", str(receiver.ca_file), "--webhook-secret-file", secret_file)  # fmt: skip
 
 
-def alert_of(admin, rule: dict, receiver: Receiver, secret_file: str, timeout: float = 30) -> tuple[dict, dict]:
+def alert_of(admin, rule: dict, receiver: WebhookReceiver, secret_file: str, timeout: float = 30) -> tuple[dict, dict]:
     """The rule's alert as /api/alerts/ lists it and as the receiver got it (signature checked)."""
     deadline = time.monotonic() + timeout
     while True:
         evaluate_and_deliver(receiver, secret_file)
         listed = admin.get(f"{BASE_URL}/api/alerts/", params={"rule": rule["id"]}, timeout=10).json()["results"]
-        posted = [a for a in receiver.alerts() if a["rule"] == rule["id"]]
+        posted = [a for a in receiver.documents() if a["rule"] == rule["id"]]
         if listed and posted:
             assert len(listed) == 1 and len(posted) == 1, (listed, posted)
             return listed[0], posted[0]
@@ -90,7 +90,7 @@ def test_denials_of_one_token_fire_an_alert_listed_and_posted(admin, own_rule, r
     assert token not in str(listed) and token not in str(posted)  # a key id, never the token
     assert len(listed["event_ids"]) == 3 and posted["event_ids"] == listed["event_ids"]
     assert posted["id"] == listed["id"]
-    received = next(r for r in receiver.received if r.signature_ok and r.alert["id"] == listed["id"])
+    received = next(r for r in receiver.received if r.accepted and r.json()["id"] == listed["id"])
     assert received.headers["Idempotency-Key"] == f"auditgate-alert-{listed['id']}"
     delivered = admin.get(listed["url"], timeout=10).json()
     assert delivered["delivered"] is True and delivered["attempts"] >= 1

@@ -25,7 +25,9 @@ import pytest
 from tests.deployed.conftest import MANAGE, manage, manage_ok
 from tests.deployed.load import call, percentiles
 from tests.deployed.trail import gateway_events
-from tests.siem.receivers import Rsyslog, TestCA, WebhookReceiver
+from tests.siem.receivers import Rsyslog
+from tests.tls import TestCA
+from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.deployed
 
@@ -53,7 +55,7 @@ def rsyslog(ca, tmp_path) -> Iterator[Rsyslog]:
 
 @pytest.fixture
 def hook(ca) -> Iterator[WebhookReceiver]:
-    with WebhookReceiver(ca, SECRET.encode()) as receiver:
+    with WebhookReceiver(SECRET.encode(), ca) as receiver:
         yield receiver
 
 
@@ -198,7 +200,7 @@ def test_a_hanging_webhook_never_slows_the_gateway_and_a_500_is_retried(
 ):
     time.sleep(1.1)
     baseline = [call(admin_token, f"/gw/{registered_upstream}/allowed/b{i}").seconds for i in range(30)]
-    hook.mode = "hang"  # accepts, never reads, never answers
+    hook.hang = True  # accepts, never reads, never answers
     streamer = background([*stream_args("webhook", cursor_name, hook, ca, secret_file), "--seconds", "50"])
     try:
         time.sleep(2)
@@ -206,12 +208,12 @@ def test_a_hanging_webhook_never_slows_the_gateway_and_a_500_is_retried(
         assert all(o.status == 200 for o in during)
         slow, fast = percentiles([o.seconds for o in during]), percentiles(baseline)
         assert slow["p50"] < fast["p50"] * 2 + 0.05, (slow, fast)
-        hook.failures = 2
-        hook.mode = "fail"  # the hung delivery times out (10 s); the next two get 500s, then it recovers
+        hook.statuses = [500, 500, 200]
+        hook.hang = False  # the hung delivery times out (10 s); the next two get 500s, then it recovers
         every = settled_ids(admin, registered_upstream, 60)
         assert wait_until(lambda: every <= received(hook.lines())[0], 35), "not delivered once it recovered"
         assert hook.refused == 2
     finally:
-        hook.mode = "ok"
+        hook.hang = False
         streamer.send_signal(signal.SIGTERM)
         streamer.wait(20)

@@ -14,7 +14,9 @@ from apps.core.webhooks import Webhook
 from apps.siem.capture import verify_capture
 from apps.siem.sinks import DeliveryFailed, SyslogSink, WebhookSink
 from apps.siem.streaming import Options, Streamer
-from tests.siem.receivers import RSYSLOGD, Rsyslog, TestCA, WebhookReceiver
+from tests.siem.receivers import RSYSLOGD, Rsyslog
+from tests.tls import TestCA
+from tests.webhook_receiver import WebhookReceiver
 
 SECRET = b"siem-test-webhook-secret"
 OPTIONS = Options(grace=timedelta(seconds=5), max_lines=50)
@@ -75,9 +77,7 @@ def test_a_receiver_restarted_mid_stream_loses_nothing(event, ca, tmp_path):
     receiver = Rsyslog(tmp_path / "rsyslog", ca).start()
     sink = SyslogSink(receiver.url, str(ca.ca_file), timeout=2)
     runner = Streamer("syslog-b", sink, Options(grace=timedelta(seconds=5), max_lines=40), sleep=time.sleep)
-    from apps.siem.streaming import _named_lock, lock_name
-
-    with _named_lock(lock_name("syslog-b")):
+    with runner.lock.holding(wait=0):
         cursor = runner._cursor()
         assert runner.step(cursor) == 40
         receiver.stop()  # SIGTERM: it writes what it acknowledged, then exits
@@ -129,10 +129,10 @@ def test_a_receiver_that_accepts_and_never_reads_times_the_delivery_out(ca):
 def test_the_webhook_gets_signed_ndjson_batches_named_by_their_ids(event, ca):
     for seq in range(1, 8):
         event(seq)
-    with WebhookReceiver(ca, SECRET) as receiver:
+    with WebhookReceiver(SECRET, ca) as receiver:
         sink = WebhookSink(Webhook(receiver.url, SECRET, str(ca.ca_file)))
         Streamer("hook-a", sink, Options(grace=timedelta(seconds=5), max_lines=4)).run(seconds=5, once=True)
-    assert [name for name, _ in receiver.batches] == ["1-4-4", "5-7-3"]
+    assert [r.headers["X-Auditgate-Batch"] for r in receiver.accepted()] == ["1-4-4", "5-7-3"]
     assert receiver.bad_signatures == 0
     assert received_seqs(receiver.lines()) == list(range(1, 8))
 
@@ -141,8 +141,8 @@ def test_a_webhook_answering_500_is_retried_with_backoff_and_nothing_is_lost(eve
     for seq in range(1, 6):
         event(seq)
     waits: list[float] = []
-    with WebhookReceiver(ca, SECRET) as receiver:
-        receiver.mode, receiver.failures = "fail", 3
+    with WebhookReceiver(SECRET, ca) as receiver:
+        receiver.statuses = [500, 500, 500, 200]
         sink = WebhookSink(Webhook(receiver.url, SECRET, str(ca.ca_file)))
         Streamer("hook-b", sink, OPTIONS, sleep=waits.append).run(seconds=5)
     assert receiver.refused == 3
@@ -152,8 +152,8 @@ def test_a_webhook_answering_500_is_retried_with_backoff_and_nothing_is_lost(eve
 
 def test_a_hanging_webhook_fails_the_delivery_at_its_timeout(event, ca):
     event(1)
-    with WebhookReceiver(ca, SECRET) as receiver:
-        receiver.mode = "hang"
+    with WebhookReceiver(SECRET, ca) as receiver:
+        receiver.hang = True
         sink = WebhookSink(Webhook(receiver.url, SECRET, str(ca.ca_file), timeout=0.5))
         from apps.siem.lines import event_lines
 
@@ -170,7 +170,7 @@ def test_a_capture_of_both_sinks_verifies_against_the_checkpoints(event, ca, tmp
         event(seq)
     sealing.seal(grace=timedelta(0))
     back = Options(grace=timedelta(seconds=5), checkpoints_back=1)  # a new cursor starts after the last one
-    with Rsyslog(tmp_path / "rsyslog", ca) as rsyslog, WebhookReceiver(ca, SECRET) as hook:
+    with Rsyslog(tmp_path / "rsyslog", ca) as rsyslog, WebhookReceiver(SECRET, ca) as hook:
         stream("syslog-c", SyslogSink(rsyslog.url, str(ca.ca_file)), back, seconds=5, once=True)
         stream("hook-c", WebhookSink(Webhook(hook.url, SECRET, str(ca.ca_file))), back, seconds=5, once=True)
         wait_for(lambda: len(rsyslog.lines()) == 6)

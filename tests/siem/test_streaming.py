@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from apps.siem.models import SinkCursor
 from apps.siem.sinks import DeliveryFailed
-from apps.siem.streaming import Busy, Options, Streamer, _named_lock, lock_name
+from apps.siem.streaming import Busy, Options, Streamer, sink_lock
 from tests.siem.conftest import FakeSink
 
 OPTIONS = Options(grace=timedelta(seconds=5))
@@ -40,7 +41,7 @@ def test_a_failed_delivery_leaves_the_cursor_and_the_same_lines_go_again(event):
     sink = FakeSink()
     sink.failures = 2
     runner = streamer(sink)
-    with _named_lock(lock_name("test-sink")):
+    with runner.lock.holding(wait=0):
         cursor = runner._cursor()
         assert runner.step(cursor) is None and runner.step(cursor) is None
         assert SinkCursor.objects.get(name="test-sink").low_water == 0
@@ -66,9 +67,7 @@ def test_a_second_streamer_for_the_same_sink_stands_aside(event):
 
     rival = connections.create_connection("default")  # another process, or another host
     try:
-        with rival.cursor() as cursor:
-            cursor.execute("SELECT GET_LOCK(%s, 0)", [lock_name("test-sink")])
-            assert cursor.fetchone()[0] == 1
+        assert replace(sink_lock("test-sink"), connection=rival).take(wait=0)
         with pytest.raises(Busy):
             streamer(FakeSink()).run(seconds=1, once=True)
     finally:
