@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from apps.alerts.models import Alert
+from apps.core import webhooks
 from apps.core.webhooks import DeliveryFailed, Webhook
 
 FIRST_RETRY_SECONDS = 5
@@ -40,15 +40,13 @@ def webhook(url: str = "", ca_file: str = "", secret_file: str = "") -> Webhook 
     url = url or settings.ALERTS_WEBHOOK_URL
     if not url:
         return None
-    if not url.startswith("https://"):
-        raise ImproperlyConfigured("The alerts webhook must be an https:// URL.")
     path = secret_file or settings.ALERTS_WEBHOOK_SECRET_FILE
     if not path:
         raise ImproperlyConfigured("Set AUDITGATE_ALERTS_WEBHOOK_SECRET_FILE: alerts are signed.")
-    secret = Path(path).read_text(encoding="utf-8").strip()
-    if len(secret) < 16:
-        raise ImproperlyConfigured(f"{path}: the alerts webhook secret needs 16+ characters.")
-    return Webhook(url=url, secret=secret.encode(), ca_file=ca_file or settings.ALERTS_WEBHOOK_CA_FILE)
+    return webhooks.configured(
+        url, webhooks.read_secret(path), ca_file or settings.ALERTS_WEBHOOK_CA_FILE,
+        url_setting="AUDITGATE_ALERTS_WEBHOOK_URL", key_setting=path,
+    )  # fmt: skip
 
 
 def deliver_due(hook: Webhook, now: datetime, *, budget_seconds: float = 20) -> tuple[int, int]:

@@ -16,11 +16,15 @@ import hmac
 import time
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import urllib3
+from django.core.exceptions import ImproperlyConfigured
 
 SIGNATURE_HEADER = "X-Auditgate-Signature"
 USER_AGENT = "auditgate-webhook/1"
+# A shorter shared secret could be guessed, and every signature with it forged.
+MIN_SECRET_LENGTH = 16
 
 
 class DeliveryFailed(Exception):
@@ -43,6 +47,21 @@ def verify(secret: bytes, header: str, body: bytes, *, tolerance: float = 300, n
     if abs((time.time() if now is None else now) - timestamp) > tolerance:
         return False
     return hmac.compare_digest(signature(secret, timestamp, body), f"t={timestamp},v1={given}")
+
+
+def read_secret(path: str) -> str:
+    """A hook's secret from its root-only file (never from a command line, which others can read)."""
+    return Path(path).read_text(encoding="utf-8").strip()
+
+
+def configured(url: str, secret: str, ca_file: str, *, url_setting: str, key_setting: str) -> Webhook:
+    """The hook the settings describe, refused when it would send the trail in clear or sign it
+    with a guessable secret (the ``*_setting`` names say what to fix)."""
+    if not url.startswith("https://"):
+        raise ImproperlyConfigured(f"Set {url_setting} to an https:// URL.")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ImproperlyConfigured(f"The webhook secret ({key_setting}) needs {MIN_SECRET_LENGTH}+ characters.")
+    return Webhook(url, secret.encode(), ca_file)
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,16 @@ def capture_for(
     """A ``Capture`` for this exchange (its request headers set), or None when nobody asks for one."""
     if not (upstream.capture_evidence or rule_asks):
         return None
-    headers = [*upstream.evidence_redact_headers, upstream.credential_header]
-    named = Redaction.of(fields=(), headers=headers, secrets=()).headers
+    rules = Redaction.of(
+        fields=upstream.evidence_redact_fields,
+        headers=[*upstream.evidence_redact_headers, upstream.credential_header],
+        secrets=known_secrets(request, upstream, headers_sent),
+    )
     # A redacted header's value, echoed back by the upstream, is redacted too (if long enough
     # not to blank out every short word of the body).
-    echoed = [value for name, value in headers_sent.iteritems() if name.lower() in named and len(value) >= MIN_ECHOED]
-    secrets = [*known_secrets(request, upstream, headers_sent), *echoed]
-    rules = Redaction.of(fields=upstream.evidence_redact_fields, headers=headers, secrets=secrets)
+    rules = rules.with_secrets(
+        value for name, value in headers_sent.iteritems() if name.lower() in rules.headers and len(value) >= MIN_ECHOED
+    )
     capture = Capture(rules, upstream.evidence_max_bytes)
     capture.request.headers = list(headers_sent.iteritems())
     return capture

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from apps.core.webhooks import Webhook
+from apps.core import webhooks
 from apps.siem import syslog
 from apps.siem.sinks import Sink, SyslogSink, WebhookSink
 
@@ -62,10 +61,9 @@ def _syslog(o: Overrides) -> SyslogSink:
 
 
 def _webhook(o: Overrides) -> WebhookSink:
-    url = o.webhook_url or settings.SIEM_WEBHOOK_URL
-    if not url.startswith("https://"):
-        raise ImproperlyConfigured("Set AUDITGATE_SIEM_WEBHOOK_URL (https://...) or --webhook-url.")
-    secret = Path(o.webhook_secret_file).read_text().strip() if o.webhook_secret_file else settings.SIEM_WEBHOOK_SECRET
-    if len(secret) < 16:
-        raise ImproperlyConfigured("The SIEM webhook secret (AUDITGATE_SIEM_WEBHOOK_SECRET) needs 16+ characters.")
-    return WebhookSink(Webhook(url, secret.encode(), o.webhook_ca_file or settings.SIEM_WEBHOOK_CA_FILE))
+    secret = webhooks.read_secret(o.webhook_secret_file) if o.webhook_secret_file else settings.SIEM_WEBHOOK_SECRET
+    hook = webhooks.configured(
+        o.webhook_url or settings.SIEM_WEBHOOK_URL, secret, o.webhook_ca_file or settings.SIEM_WEBHOOK_CA_FILE,
+        url_setting="AUDITGATE_SIEM_WEBHOOK_URL (or --webhook-url)", key_setting="AUDITGATE_SIEM_WEBHOOK_SECRET",
+    )  # fmt: skip
+    return WebhookSink(hook)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode
 
@@ -58,8 +58,11 @@ class Redaction:
         return cls(
             fields=frozenset(name.lower() for name in fields),
             headers=ALWAYS_REDACTED_HEADERS | {name.lower() for name in headers if name},
-            secrets=tuple(sorted({s for s in secrets if s}, key=len, reverse=True)),
-        )
+        ).with_secrets(secrets)
+
+    def with_secrets(self, secrets: Iterable[str]) -> Redaction:
+        """These rules, also redacting ``secrets`` (longest first, so no shorter one cuts a longer one)."""
+        return replace(self, secrets=tuple(sorted({s for s in (*self.secrets, *secrets) if s}, key=len, reverse=True)))
 
     def text_forms(self) -> tuple[str, ...]:
         """Each secret as it can appear in text: raw, JSON-escaped, URL-encoded (longest first)."""
