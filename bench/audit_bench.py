@@ -41,6 +41,7 @@ from django.utils import timezone  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from apps.audit import exporting, sealing  # noqa: E402
+from apps.audit.api.serializers import VERIFY_PAGE_DEFAULT, VERIFY_PAGE_MAX  # noqa: E402
 from apps.audit.models import AuditEvent, AuditEventHash, AuditSeal, _insert_statement  # noqa: E402
 from apps.audit.seeding import seed  # noqa: E402
 from apps.gateway.tokens import create_token  # noqa: E402
@@ -105,8 +106,15 @@ def seal_and_verify() -> dict[str, float]:
     report = sealing.verify(keys=settings.AUDIT_SEAL_KEYS)
     verified = time.perf_counter() - start
     assert report.ok, report.problems[:3]
-    return {"seal_rows_per_s": round(report.events_checked / sealed),
-            "verify_rows_per_s": round(report.events_checked / verified)}  # fmt: skip
+    figures = {"seal_rows_per_s": round(report.events_checked / sealed),
+               "verify_rows_per_s": round(report.events_checked / verified)}  # fmt: skip
+    # What one GET /api/audit/verify page costs (it checks every checkpoint, re-hashes a page).
+    for size in (VERIFY_PAGE_DEFAULT, VERIFY_PAGE_MAX):
+        start = time.perf_counter()
+        page = sealing.verify(max_events=size)
+        figures[f"verify_page_{size}_ms"] = round((time.perf_counter() - start) * 1000)
+        assert page.ok and page.events_checked >= min(size, report.events_checked)
+    return figures
 
 
 def _sample_event(number: int) -> dict[str, object]:

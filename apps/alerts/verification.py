@@ -1,5 +1,6 @@
-"""A failed verification of the trail (``audit_verify``, by hand or from cron) fires the
-enabled ``verify_failed`` rules: the receiver of ``apps.audit.signals.verification_failed``."""
+"""A failed verification of the trail (``audit_verify`` by hand or from cron, or a page of
+``GET /api/audit/verify``) fires the enabled ``verify_failed`` rules: the receiver of
+``apps.audit.signals.verification_failed``."""
 
 from __future__ import annotations
 

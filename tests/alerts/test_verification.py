@@ -49,3 +49,20 @@ def test_audit_verify_sends_it_when_the_trail_is_not_intact(make_event, seal_set
 def test_an_intact_trail_fires_nothing(make_event, seal_settings):
     call_command("audit_verify", "--no-progress")
     assert not Alert.objects.exists()
+
+
+def test_a_page_verified_through_the_api_that_finds_an_edit_fires_it(make_event, seal_settings, client_for, make_user):
+    from datetime import timedelta
+
+    from django.db import connection
+
+    from apps.audit import sealing
+
+    event = make_event()
+    sealing.seal(grace=timedelta(0))
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditevent SET status = 599 WHERE id = %s", [event.id])
+    auditor = client_for(make_user(groups=("auditor",)))
+    assert auditor.get("/api/audit/verify").json()["first_bad_seq"] == event.id
+    [alert] = Alert.objects.all()
+    assert (alert.kind, alert.subject) == ("verify_failed", f"first bad seq {event.id}")

@@ -51,6 +51,30 @@ def test_auditors_verify_and_read_stats_through_the_api(admin, registered_upstre
     assert stats["latency_ms"]["p50"] > 0
 
 
+SEGMENT_MAX = 100_000  # the most events one checkpoint seals (apps.audit.sealing.seal)
+
+
+def test_the_api_verifies_the_whole_deployed_trail_in_bounded_pages(admin):
+    """A page stops after the segment that reaches max_events, whatever the trail's size; the
+    pages together cover what the host verified, and each tells when the host last did."""
+    assert manage("audit_seal", "--all").returncode == 0
+    host = manage("audit_verify", "--json", "--no-progress")
+    assert host.returncode == 0, host.stdout[-2000:]
+    whole = json.loads(host.stdout)
+    url: str | None = f"{BASE_URL}/api/audit/verify?max_events=250000"
+    pages = []
+    while url:
+        page = admin.get(url, timeout=60).json()
+        assert page["ok"], page["problems"][:5]
+        assert page["events_checked"] <= 250_000 + SEGMENT_MAX
+        pages.append(page)
+        url = page["next"]
+    assert sum(page["events_checked"] for page in pages) >= whole["events_checked"]
+    assert pages[0]["from_seq"] == whole["from_seq"] and pages[-1]["through_seq"] >= whole["through_seq"]
+    last_full = pages[-1]["last_full_verification"]
+    assert last_full["ok"] and last_full["through_seq"] >= whole["through_seq"]
+
+
 def test_an_export_streams_from_the_deployed_api(admin):
     response = admin.get(f"{BASE_URL}/api/audit/events/export/", params={"format": "ndjson"}, timeout=60, stream=True)
     assert response.status_code == 200

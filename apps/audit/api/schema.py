@@ -37,8 +37,12 @@ CHAIN_EXAMPLE = {
 }  # fmt: skip
 
 VERIFY_EXAMPLE: dict[str, object] = {
-    "ok": True, "first_bad_seq": None, "events_checked": 120000, "segments_checked": 2, "unsealed_tail": 17,
-    "signatures_checked": False, "checkpoint_file_checked": False, "problems": [],
+    "ok": True, "first_bad_seq": None, "events_checked": 100412, "segments_checked": 1691, "unsealed_tail": 17,
+    "signatures_checked": False, "checkpoint_file_checked": False, "from_seq": 1, "through_seq": 100412,
+    "complete": False, "next": "https://gate.example/api/audit/verify?from_seq=100413&max_events=100000",
+    "last_full_verification": {"event_id": 1008940, "at": "2026-03-02T03:17:09.412000+00:00", "ok": True,
+                               "by": "root", "from_seq": 1, "through_seq": 1008921},
+    "problems": [],
 }  # fmt: skip
 
 STATS_EXAMPLE = {

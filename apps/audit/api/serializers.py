@@ -182,14 +182,51 @@ class ProblemSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
-class AuditVerifySerializer(serializers.Serializer):
+# A web request re-hashes at most this many events (plus the rest of the segment it is in):
+# ~120 k events/s on two cores (docs/audit-benchmark.md), so a page holds a daemon thread for
+# about a second by default and two at most.  The host's audit_verify walks the whole trail.
+VERIFY_PAGE_DEFAULT = 100_000
+VERIFY_PAGE_MAX = 250_000
+SEQ_MAX = 2**63 - 1
+
+
+class AuditVerifyQuerySerializer(serializers.Serializer):
+    from_seq = serializers.IntegerField(
+        min_value=1, max_value=SEQ_MAX, required=False, default=1,
+        help_text="Re-hash from the sealed segment holding this seq on (default: the start of the trail).",
+    )  # fmt: skip
+    max_events = serializers.IntegerField(
+        min_value=1, max_value=VERIFY_PAGE_MAX, required=False, default=VERIFY_PAGE_DEFAULT,
+        help_text="Stop after the segment that reaches this many re-hashed events; follow `next` for the rest.",
+    )  # fmt: skip
+
+
+class VerificationSerializer(serializers.Serializer):
+    event_id = serializers.IntegerField(help_text="Its audit.verified event.")
+    at = serializers.DateTimeField()
     ok = serializers.BooleanField()
+    by = serializers.CharField(help_text="The host account that ran audit_verify.")
+    from_seq = serializers.IntegerField(allow_null=True)
+    through_seq = serializers.IntegerField(allow_null=True)
+
+
+class AuditVerifySerializer(serializers.Serializer):
+    ok = serializers.BooleanField(help_text="No problem found in what this walk checked (see `complete`).")
     first_bad_seq = serializers.IntegerField(allow_null=True)
     events_checked = serializers.IntegerField()
-    segments_checked = serializers.IntegerField()
+    segments_checked = serializers.IntegerField(help_text="Every checkpoint, checked against the one before it.")
     unsealed_tail = serializers.IntegerField(help_text="Events not sealed yet (younger than the grace window).")
     signatures_checked = serializers.BooleanField(help_text="Always false here: the web server has no seal key.")
     checkpoint_file_checked = serializers.BooleanField()
+    from_seq = serializers.IntegerField(allow_null=True, help_text="The first seq re-hashed (null: none).")
+    through_seq = serializers.IntegerField(allow_null=True, help_text="The last seq re-hashed (null: none).")
+    complete = serializers.BooleanField(help_text="The walk reached the last sealed segment.")
+    next = serializers.URLField(allow_null=True, help_text="Where the walk goes on; null once complete.")
+    last_full_verification = VerificationSerializer(
+        allow_null=True,
+        help_text="The newest audit_verify run on a host (every segment, with the signatures and the external "
+        "checkpoint file where it has them); null if none.",
+    )
     problems = ProblemSerializer(many=True)
 
 

@@ -17,9 +17,10 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
-from apps.audit import chains, events, exporting, sealing, stats
+from apps.audit import chains, events, exporting, sealing, stats, verifications
 from apps.audit.acting import Acting
 from apps.audit.api.filtersets import AuditEventFilterSet
 from apps.audit.api.schema import CHAIN_EXAMPLE, EVENT_EXAMPLE, STATS_EXAMPLE, VERIFY_EXAMPLE
@@ -27,11 +28,13 @@ from apps.audit.api.serializers import (
     AuditChainSerializer,
     AuditEventSerializer,
     AuditStatsSerializer,
+    AuditVerifyQuerySerializer,
     AuditVerifySerializer,
 )
 from apps.audit.choices import AUDIT_READ
 from apps.audit.models import AuditEvent
 from apps.audit.permissions import IsAuditor, is_auditor
+from apps.audit.signals import verification_failed
 from apps.core.api.permissions import TokenScope, limit_to_token_upstreams, refuse, token_upstream_ids
 from apps.core.pagination import CursorPagination
 from apps.core.replica import reads_from_replica, replica_status
@@ -183,8 +186,14 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
 class AuditVerifyView(APIView):
     """Recompute the hash chain and check it against the stored hashes and checkpoints.
 
-    The web server has neither the signing key nor the external checkpoint file (both are
-    kept from it on purpose): ``manage.py audit_verify`` on the host checks those too.
+    A page at a time: every checkpoint is checked against the one before it, and the events
+    are re-hashed from the segment holding ``from_seq`` until ``max_events`` is reached;
+    ``next`` goes on from there (``complete`` once the walk reached the last sealed segment).
+    A whole trail can take minutes, which no web request should hold a thread for.
+    ``last_full_verification`` says when ``manage.py audit_verify`` last walked all of it on a
+    host, with the signing keys and the external checkpoint file (both kept from the web
+    server on purpose).  Each walk is in the trail, and one that finds a problem fires the
+    ``verify_failed`` alerts like a failed ``audit_verify``.
     """
 
     permission_classes = [IsAuditor, TokenScope]
@@ -192,16 +201,33 @@ class AuditVerifyView(APIView):
 
     @extend_schema(
         summary="Verify the audit hash chain",
+        parameters=[AuditVerifyQuerySerializer],
         responses=AuditVerifySerializer,
-        examples=[OpenApiExample("Intact", value=VERIFY_EXAMPLE, response_only=True)],
+        examples=[OpenApiExample("Intact, first page", value=VERIFY_EXAMPLE, response_only=True)],
     )
     def get(self, request: Any) -> Response:
         if token_upstream_ids(request) is not None:
             refuse(request, "The chain covers every upstream's events: a token limited to some may not verify it.")
-        report = sealing.verify()
-        events.record(events.AUDIT_VERIFIED, acting=Acting.from_request(request),
-                      reason="ok" if report.ok else "not_intact")  # fmt: skip
-        return Response(report.as_dict())
+        query = AuditVerifyQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        report = sealing.verify(**query.validated_data)
+        verifications.record(report, acting=Acting.from_request(request), scope=verifications.RANGE)
+        if not report.ok:
+            verification_failed.send_robust(sender=type(self), report=report)
+        last_full = verifications.last_full()
+        return Response(
+            {
+                **report.as_dict(),
+                "next": None if report.complete else self._next(request, report),
+                "last_full_verification": last_full.as_dict() if last_full else None,
+            }
+        )
+
+    @staticmethod
+    def _next(request: Any, report: sealing.Report) -> str:
+        url = request.build_absolute_uri()
+        after = (report.through_seq or 0) + 1
+        return str(replace_query_param(url, "from_seq", after))
 
 
 class AuditStatsView(generics.GenericAPIView):

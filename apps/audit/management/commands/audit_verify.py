@@ -11,7 +11,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from apps.audit import archives, sealing
+from apps.audit import archives, sealing, verifications
+from apps.audit.acting import Acting
 from apps.audit.models import AuditEvent
 from apps.audit.signals import verification_failed
 
@@ -44,6 +45,8 @@ class Command(BaseCommand):
         total = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
         with tqdm(total=total, unit="event", disable=no_progress, file=self.stderr) as bar:
             report = sealing.verify(keys=settings.AUDIT_SEAL_KEYS, checkpoint_file=checkpoint_file, progress=bar.update)
+        # In the trail, so that the API can say when the whole trail last verified (and how).
+        verifications.record(report, acting=Acting.from_command("audit_verify"), scope=verifications.FULL)
         if as_json:
             self.stdout.write(json.dumps(report.as_dict(), indent=2))
         else:
