@@ -15,7 +15,7 @@ from typing import Any
 
 from drf_spectacular import authentication
 from drf_spectacular.openapi import AutoSchema as BaseAutoSchema
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import permissions, serializers
 
 from apps.core.refusals import REFUSALS
@@ -85,7 +85,7 @@ class AutoSchema(BaseAutoSchema):
         statuses = []
         has_body = self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None
         filtered = getattr(self.view, "filterset_class", None) or getattr(self.view, "filterset_fields", None)
-        if has_body or filtered or self._get_pagination_parameters():
+        if has_body or filtered or self._get_pagination_parameters() or self._declares_query_parameters():
             statuses.append(400)
         perms = {type(p) for p in self.view.get_permissions()}
         if permissions.AllowAny not in perms:
@@ -95,6 +95,14 @@ class AutoSchema(BaseAutoSchema):
         if has_body:
             statuses += [411, 415]
         return statuses
+
+    def _declares_query_parameters(self) -> bool:
+        """A query parameter the view declares itself (one, or a serializer of them) is validated:
+        a value it cannot take is a 400 ``invalid``."""
+        return any(
+            not isinstance(p, OpenApiParameter) or p.location == OpenApiParameter.QUERY
+            for p in self.get_override_parameters()
+        )
 
     def get_filter_backends(self) -> list[Any]:
         """drf-spectacular documents filters on lists only; a GET on a collection that reads the

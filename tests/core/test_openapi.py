@@ -92,3 +92,12 @@ def test_the_form_schema_says_which_fields_may_be_sent_empty(schema, client_for,
         assert response.status_code in (200, 201, 400), (field, response.status_code)
         refused = response.status_code == 400 and field in response.json()["errors"]
         assert refused != accepts_empty(field_schema), (path, field, response.json())
+
+
+def test_an_operation_that_validates_its_own_query_parameters_documents_the_400(schema):
+    verify = schema["paths"]["/api/audit/verify"]["get"]
+    assert {p["name"] for p in verify["parameters"]} >= {"from_seq", "max_events"}
+    assert "400" in verify["responses"]
+    # A path parameter alone (the evidence body's direction) is a 404 when wrong, not a 400.
+    body = schema["paths"]["/api/audit/events/{id}/evidence/{direction}/"]["get"]
+    assert "400" not in body["responses"]
