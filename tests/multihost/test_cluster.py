@@ -110,7 +110,11 @@ def test_killing_web1s_apache_under_traffic_fails_at_most_the_requests_in_flight
     with load.running():
         time.sleep(3)
         victims = apache_pids(cluster, "web1")
-        cluster.ssh("web1", "kill -9 " + " ".join(map(str, victims)))
+        # A host that dies loses all its processes at once. kill(1) signals one after another,
+        # and a worker that outlived its daemon by a moment would answer 502 itself: freeze
+        # them all first, then kill them.
+        pids = " ".join(map(str, victims))
+        cluster.ssh("web1", f"kill -STOP {pids}; kill -9 {pids}")
         killed_at = len(load.outcomes)
         cluster.wait_until(lambda: cluster.balancer_servers()["web1"] == "DOWN", "web1 marked down", 15)
         time.sleep(3)
