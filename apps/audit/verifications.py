@@ -17,6 +17,7 @@ from apps.audit import events
 from apps.audit.acting import Acting
 from apps.audit.models import AuditEvent
 from apps.audit.sealing import Report
+from apps.audit.signals import verification_failed
 
 FULL, RANGE = "full", "range"
 OBJECT_TYPE = "audit.trail"
@@ -37,10 +38,17 @@ class Verification:
                 "from_seq": self.from_seq, "through_seq": self.through_seq}  # fmt: skip
 
 
-def record(report: Report, *, acting: Acting, scope: str) -> AuditEvent:
+def record(report: Report, *, acting: Acting, scope: str) -> list[tuple[object, Exception]]:
+    """Put the walk in the trail and, if it found problems, tell the listeners of
+    ``verification_failed`` (the alerts app).  Returns the receivers that failed with their
+    errors, for the caller to report: the verdict stands either way."""
     covered = f"seq {report.from_seq}..{report.through_seq}" if report.through_seq is not None else "no sealed events"
-    return events.record(events.AUDIT_VERIFIED, acting=acting, reason="ok" if report.ok else "not_intact",
-                         object_type=OBJECT_TYPE, object_id=scope, object_repr=covered)  # fmt: skip
+    events.record(events.AUDIT_VERIFIED, acting=acting, reason="ok" if report.ok else "not_intact",
+                  object_type=OBJECT_TYPE, object_id=scope, object_repr=covered)  # fmt: skip
+    if report.ok:
+        return []
+    sent = verification_failed.send_robust(sender=Report, report=report)
+    return [(receiver, result) for receiver, result in sent if isinstance(result, Exception)]
 
 
 def last_full() -> Verification | None:

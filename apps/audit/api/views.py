@@ -34,7 +34,6 @@ from apps.audit.api.serializers import (
 from apps.audit.choices import AUDIT_READ
 from apps.audit.models import AuditEvent
 from apps.audit.permissions import IsAuditor, is_auditor
-from apps.audit.signals import verification_failed
 from apps.core.api.permissions import TokenScope, limit_to_token_upstreams, refuse, token_upstream_ids
 from apps.core.pagination import CursorPagination
 from apps.core.replica import reads_from_replica, replica_status
@@ -212,8 +211,6 @@ class AuditVerifyView(APIView):
         query.is_valid(raise_exception=True)
         report = sealing.verify(**query.validated_data)
         verifications.record(report, acting=Acting.from_request(request), scope=verifications.RANGE)
-        if not report.ok:
-            verification_failed.send_robust(sender=type(self), report=report)
         last_full = verifications.last_full()
         return Response(
             {
